@@ -1,0 +1,134 @@
+"""A lab: a topology brought up as namespaces, links and services, owned by
+one run, and taken down again without leaving anything behind.
+
+`Lab.create(...).up()` builds a lab in this process (tests, `callwall run`);
+`Lab.attach(registry)` works on a lab that another process (the supervisor
+behind `callwall up`) owns, for `exec`, `policy apply` and `down`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from harness.censor.applier import apply_plan
+from harness.censor.compiler import bindings_for, compile_policy
+from harness.censor.plan import CensorPlan
+from harness.lab.host import LabHost
+from harness.lab.mininet_backend import MininetLab
+from harness.lab.nat import nat_ruleset
+from harness.lab.netconfig import configure_host
+from harness.lab.registry import RUNS_ROOT, Registry
+from harness.services.directory import ServiceDirectory
+from harness.services.lab_services import start_lab_services
+from harness.spec.policy import Policy
+from harness.spec.topology import Topology, load_topology
+
+
+class LabError(RuntimeError):
+    pass
+
+
+class Lab:
+    def __init__(self, topology: Topology, registry: Registry,
+                 backend: MininetLab | None = None) -> None:
+        self.topology = topology
+        self.registry = registry
+        self.backend = backend
+        self.hosts: dict[str, LabHost] = {}
+        self.services: ServiceDirectory | None = None
+        self._attach_recorded_hosts()
+
+    @classmethod
+    def create(cls, topology_path: Path, root: Path = RUNS_ROOT) -> Lab:
+        topology = load_topology(topology_path)
+        registry = Registry.create(str(topology_path.resolve()), root)
+        return cls(topology, registry, MininetLab(registry.state.run_id))
+
+    @classmethod
+    def attach(cls, registry: Registry) -> Lab:
+        lab = cls(load_topology(Path(registry.state.topology)), registry)
+        raw = registry.state.details.get("services")
+        lab.services = ServiceDirectory.from_dict(raw) if raw else None
+        return lab
+
+    @property
+    def run_id(self) -> str:
+        return self.registry.state.run_id
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.down()
+
+    def up(self, progress: bool = False) -> None:
+        """Build, configure and start everything; on any failure, remove it all."""
+        try:
+            self._step("creating hosts and links", progress, self._build)
+            self._step("configuring addresses, routes and NAT", progress, self._configure)
+            self._step("starting relay, STUN and signalling", progress, self._start_services)
+            self.registry.set_status("ready")
+        except BaseException:
+            self.down()
+            raise
+
+    def down(self) -> None:
+        """Remove exactly what this run created."""
+        if self.backend is not None:
+            try:
+                self.backend.stop()
+            finally:
+                self.backend = None
+        self.registry.remove()
+
+    def host(self, name: str) -> LabHost:
+        try:
+            return self.hosts[name]
+        except KeyError:
+            raise LabError(f"no host {name!r} in lab {self.run_id}; hosts are: "
+                           f"{', '.join(self.hosts)}") from None
+
+    def host_with_role(self, role: str) -> LabHost:
+        return self.host(self.topology.host_with_role(role))
+
+    def apply_policy(self, policy: Policy) -> CensorPlan:
+        plan = compile_policy(policy, bindings_for(self.topology))
+        apply_plan(self.host_with_role("censor"), plan)
+        (self.registry.files / "policy.nft").write_text(plan.nft_ruleset)
+        self.registry.state.policy = policy.name
+        self.registry.save()
+        return plan
+
+    def _step(self, what: str, progress: bool, action: object) -> None:
+        if progress:
+            print(f"[{self.run_id}] {what}", file=sys.stderr, flush=True)
+        assert callable(action)
+        action()
+
+    def _build(self) -> None:
+        assert self.backend is not None
+        self.backend.build(self.topology, self._own_host)
+
+    def _own_host(self, name: str, pid: int) -> None:
+        self.registry.record_host(name, pid)
+        self.hosts[name] = LabHost(name, self.topology.hosts[name].role, pid, self.registry)
+
+    def _attach_recorded_hosts(self) -> None:
+        for name, owned in self.registry.state.hosts.items():
+            role = self.topology.hosts[name].role
+            self.hosts[name] = LabHost(name, role, owned.pid, self.registry)
+
+    def _configure(self) -> None:
+        for host in self.hosts.values():
+            configure_host(host, self.topology)
+            nat = self.topology.hosts[host.name].nat
+            if nat is not None:
+                outside = self.topology.interface_owning(host.name, nat.outside).name
+                host.run(["nft", "-f", "-"], input_text=nat_ruleset(nat, outside))
+
+    def _start_services(self) -> None:
+        self.services = start_lab_services(self)
+        self.registry.set_status("services", services=self.services.to_dict())

@@ -1,0 +1,189 @@
+"""The ownership registry: everything a run creates is recorded here first,
+and cleanup removes exactly what is recorded, never anything found by name.
+
+A run's state lives in RUNS_ROOT/<run-id>/state.json (written atomically),
+next to the run's private files (credentials, keys, service logs). Processes
+are recorded with their kernel start time, so a recycled PID is never killed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+RUNS_ROOT = Path(os.environ.get("CALLWALL_STATE_DIR", "/run/callwall"))
+RUN_PREFIX = "cw"
+STATE_FILE = "state.json"
+TERM_GRACE_S = 3.0
+
+
+def new_run_id() -> str:
+    """A short unique prefix: it names the run's namespaces' shells and files."""
+    return RUN_PREFIX + secrets.token_hex(3)
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """The kernel's start time of `pid` (clock ticks since boot), or None if the
+    process is gone or a zombie (exited, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces; fields restart after ')'.
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+@dataclass
+class OwnedProcess:
+    pid: int
+    start_ticks: int
+    host: str
+    what: str
+
+    def alive(self) -> bool:
+        return process_start_ticks(self.pid) == self.start_ticks
+
+
+@dataclass
+class RunState:
+    run_id: str
+    owner_pid: int
+    owner_start_ticks: int
+    topology: str
+    status: str = "starting"
+    policy: str | None = None
+    hosts: dict[str, OwnedProcess] = field(default_factory=dict)
+    processes: list[OwnedProcess] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def owner_alive(self) -> bool:
+        return process_start_ticks(self.owner_pid) == self.owner_start_ticks
+
+
+class Registry:
+    """Records one run's resources and removes them again."""
+
+    def __init__(self, state: RunState, root: Path = RUNS_ROOT) -> None:
+        self.state = state
+        self.dir = root / state.run_id
+
+    @classmethod
+    def create(cls, topology: str, root: Path = RUNS_ROOT, run_id: str | None = None) -> Registry:
+        pid = os.getpid()
+        ticks = process_start_ticks(pid)
+        assert ticks is not None
+        state = RunState(run_id or new_run_id(), pid, ticks, topology)
+        registry = cls(state, root)
+        registry.dir.mkdir(parents=True, mode=0o700)
+        registry.save()
+        return registry
+
+    @classmethod
+    def load(cls, run_dir: Path) -> Registry:
+        raw = json.loads((run_dir / STATE_FILE).read_text())
+        raw["hosts"] = {k: OwnedProcess(**v) for k, v in raw["hosts"].items()}
+        raw["processes"] = [OwnedProcess(**p) for p in raw["processes"]]
+        return cls(RunState(**raw), run_dir.parent)
+
+    @staticmethod
+    def dir_for(run_id: str, root: Path = RUNS_ROOT) -> Path:
+        return root / run_id
+
+    @property
+    def files(self) -> Path:
+        """The run's private directory (keys, credentials, logs)."""
+        return self.dir
+
+    def save(self) -> None:
+        tmp = self.dir / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(asdict(self.state), indent=2))
+        tmp.replace(self.dir / STATE_FILE)
+
+    def adopt(self) -> None:
+        """Make the calling process the run's owner (the lab supervisor does this)."""
+        pid = os.getpid()
+        ticks = process_start_ticks(pid)
+        assert ticks is not None
+        self.state.owner_pid, self.state.owner_start_ticks = pid, ticks
+        self.save()
+
+    def record_host(self, name: str, pid: int) -> None:
+        self.state.hosts[name] = self._owned(pid, name, "host-shell")
+        self.save()
+
+    def record_process(self, pid: int, host: str, what: str) -> OwnedProcess:
+        owned = self._owned(pid, host, what)
+        self.state.processes.append(owned)
+        self.save()
+        return owned
+
+    def set_status(self, status: str, **details: Any) -> None:
+        self.state.status = status
+        self.state.details.update(details)
+        self.save()
+
+    def _owned(self, pid: int, host: str, what: str) -> OwnedProcess:
+        ticks = process_start_ticks(pid)
+        if ticks is None:
+            raise RuntimeError(f"{what} in {host} (pid {pid}) exited at once")
+        return OwnedProcess(pid, ticks, host, what)
+
+    def stop_processes(self) -> None:
+        """Services first, then the host shells that hold the namespaces."""
+        for owned in reversed(self.state.processes):
+            terminate(owned)
+        self.state.processes = []
+        for owned in self.state.hosts.values():
+            terminate(owned)
+        self.state.hosts = {}
+
+    def remove(self) -> None:
+        """Stop every recorded process and delete the run's private files."""
+        self.stop_processes()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def terminate(owned: OwnedProcess, grace_s: float = TERM_GRACE_S) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`; only if the PID is still ours."""
+    if not owned.alive():
+        return
+    _signal(owned.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        if not owned.alive():
+            return
+        time.sleep(0.05)
+    if owned.alive():
+        _signal(owned.pid, signal.SIGKILL)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def list_runs(root: Path = RUNS_ROOT) -> list[Registry]:
+    if not root.is_dir():
+        return []
+    runs = []
+    for run_dir in sorted(root.iterdir()):
+        if (run_dir / STATE_FILE).is_file() and run_dir.name.startswith(RUN_PREFIX):
+            runs.append(Registry.load(run_dir))
+    return runs
+
+
+def stale_runs(root: Path = RUNS_ROOT) -> list[Registry]:
+    """Runs whose owning process died without cleaning up (e.g. SIGKILL)."""
+    return [run for run in list_runs(root) if not run.state.owner_alive()]
