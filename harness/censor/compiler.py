@@ -186,9 +186,9 @@ def _action_statement(rule: Rule) -> str:
     if action.kind == "drop":
         return "counter drop"
     rate = police_rate_bytes(action)
-    burst = police_burst_bytes(action)
+    extra = police_bucket_bytes(action) - rate
     return (f"update @{_buckets_set(rule)} {{ {DIRECTED_FLOW_KEY} limit rate over "
-            f"{rate} bytes/second burst {burst} bytes }} counter drop")
+            f"{rate} bytes/second burst {extra} bytes }} counter drop")
 
 
 def police_rate_bytes(action: Action) -> int:
@@ -196,12 +196,17 @@ def police_rate_bytes(action: Action) -> int:
     return max(1, round(action.rate_kbit * 1000 / 8))
 
 
-def police_burst_bytes(action: Action) -> int:
-    """Bucket depth: as given, else a quarter second at the rate but at least two
-    full-size packets (a guess: no source reports the real censor's burst)."""
-    if action.burst_bytes is not None:
-        return action.burst_bytes
-    return max(3000, police_rate_bytes(action) // 4)
+def police_bucket_bytes(action: Action) -> int:
+    """The token bucket's depth in bytes.
+
+    nftables' byte-mode limit holds `rate + burst` bytes (one second of rate
+    plus the burst), so a bucket can never be shallower than one second at the
+    rate. Without `burst_bytes` the depth is that minimum, or two full-size
+    packets when the rate is lower still (a guess: no source reports the real
+    censor's bucket)."""
+    rate = police_rate_bytes(action)
+    wanted = action.burst_bytes if action.burst_bytes is not None else 3000
+    return max(rate, wanted)
 
 
 def _explain_match(match: Match) -> str:
@@ -224,4 +229,4 @@ def _explain_action(action: Action) -> str:
     if action.kind == "drop":
         return "drop"
     return (f"police each flow, each direction, to {action.rate_kbit:g} kbit/s "
-            f"(burst {police_burst_bytes(action)} B; excess dropped, not queued):")
+            f"(bucket {police_bucket_bytes(action)} B; excess dropped, not queued):")

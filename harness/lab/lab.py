@@ -41,9 +41,10 @@ class Lab:
         self._attach_recorded_hosts()
 
     @classmethod
-    def create(cls, topology_path: Path, root: Path = RUNS_ROOT) -> Lab:
+    def create(cls, topology_path: Path, root: Path = RUNS_ROOT,
+               run_id: str | None = None) -> Lab:
         topology = load_topology(topology_path)
-        registry = Registry.create(str(topology_path.resolve()), root)
+        registry = Registry.create(str(topology_path.resolve()), root, run_id)
         return cls(topology, registry, MininetLab(registry.state.run_id))
 
     @classmethod
@@ -76,7 +77,8 @@ class Lab:
             raise
 
     def down(self) -> None:
-        """Remove exactly what this run created."""
+        """Remove exactly what this run created: services, then the hosts."""
+        self.registry.stop_services()
         if self.backend is not None:
             try:
                 self.backend.stop()

@@ -58,9 +58,13 @@ class MininetLab:
                          intfName1=name_a, intfName2=name_b)
 
     def stop(self) -> None:
-        if self.net is not None:
-            self.net.stop()
-            self.net = None
+        """Hang up every host shell; the namespaces, and the veths inside them,
+        go with the shells. (Mininet's net.stop() would first delete each
+        interface through its shell, and blocks for good if a shell is gone.)"""
+        for node in self.nodes.values():
+            node.terminate()
+        self.nodes = {}
+        self.net = None
 
 
 def _next_interface(node: Any) -> str:

@@ -105,6 +105,8 @@ class Registry:
         return self.dir
 
     def save(self) -> None:
+        if not self.dir.is_dir():
+            return  # removed: nothing left to record
         tmp = self.dir / (STATE_FILE + ".tmp")
         tmp.write_text(json.dumps(asdict(self.state), indent=2))
         tmp.replace(self.dir / STATE_FILE)
@@ -138,13 +140,19 @@ class Registry:
             raise RuntimeError(f"{what} in {host} (pid {pid}) exited at once")
         return OwnedProcess(pid, ticks, host, what)
 
-    def stop_processes(self) -> None:
-        """Services first, then the host shells that hold the namespaces."""
+    def stop_services(self) -> None:
+        """Every recorded program running inside the lab's hosts."""
         for owned in reversed(self.state.processes):
             terminate(owned)
         self.state.processes = []
+        self.save()
+
+    def stop_processes(self) -> None:
+        """Services first, then the host shells that hold the namespaces
+        (interactive shells ignore SIGTERM; they end on SIGHUP)."""
+        self.stop_services()
         for owned in self.state.hosts.values():
-            terminate(owned)
+            terminate(owned, first_signal=signal.SIGHUP)
         self.state.hosts = {}
 
     def remove(self) -> None:
@@ -153,11 +161,12 @@ class Registry:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def terminate(owned: OwnedProcess, grace_s: float = TERM_GRACE_S) -> None:
-    """SIGTERM, then SIGKILL after `grace_s`; only if the PID is still ours."""
+def terminate(owned: OwnedProcess, grace_s: float = TERM_GRACE_S,
+              first_signal: int = signal.SIGTERM) -> None:
+    """`first_signal`, then SIGKILL after `grace_s`; only if the PID is still ours."""
     if not owned.alive():
         return
-    _signal(owned.pid, signal.SIGTERM)
+    _signal(owned.pid, first_signal)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         if not owned.alive():

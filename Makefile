@@ -1,0 +1,67 @@
+# callwall: `make scenarios` runs the default matrix, `make test` the test suite.
+# Both install what they need first: Debian/Ubuntu packages, then a venv
+# (with system site-packages, for Debian's Mininet) holding callwall itself.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SYSTEM_PYTHON ?= /usr/bin/python3
+APT_PACKAGES := mininet coturn nftables iptables iproute2 util-linux procps iputils-ping \
+                tcpdump stun-client iperf3 python3-venv python3-pip python3-dev gcc
+APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
+PIP_STAMP := $(VENV)/.pip-installed
+PYTEST_FLAGS ?=
+
+.PHONY: all scenarios test unit integration lint install system-packages clean help
+
+all: help
+
+help:
+	@echo "make scenarios   run the policy x strategy call matrix, write results/<run>/"
+	@echo "make test        lint, then the whole test suite (unit and root integration)"
+	@echo "make unit        the tests that need no root"
+	@echo "make lint        ruff and mypy on harness/"
+	@echo "make install     system packages and the venv only"
+
+install: $(PIP_STAMP)
+
+system-packages: $(APT_STAMP)
+
+$(APT_STAMP):
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:" $$missing; \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(PY): | $(APT_STAMP)
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+
+$(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+scenarios: $(PIP_STAMP)
+	$(SUDO) $(PY) -m pytest scenarios -p no:cacheprovider $(PYTEST_FLAGS)
+
+test: lint
+	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
+
+unit: $(PIP_STAMP)
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_FLAGS)
+
+integration: $(PIP_STAMP)
+	$(SUDO) $(PY) -m pytest tests/integration -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
+
+lint: $(PIP_STAMP)
+	$(VENV)/bin/ruff check harness tests scenarios
+	$(VENV)/bin/mypy harness
+
+clean:
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache

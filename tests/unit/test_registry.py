@@ -1,0 +1,53 @@
+"""The ownership registry removes what it recorded, and nothing else."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from harness.lab.registry import OwnedProcess, Registry, list_runs, stale_runs
+
+
+def _sleeper() -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sleep", "60"])
+
+
+def test_remove_stops_recorded_processes_and_deletes_files(tmp_path: Path) -> None:
+    registry = Registry.create("topo.yaml", root=tmp_path)
+    mine, other = _sleeper(), _sleeper()
+    try:
+        registry.record_process(mine.pid, "caller", "test sleeper")
+        (registry.files / "secret.key").write_text("k")
+        registry.remove()
+        assert mine.wait(timeout=5) is not None
+        assert other.poll() is None, "a process the run did not record was touched"
+        assert not registry.dir.exists()
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_a_recycled_pid_is_not_killed(tmp_path: Path) -> None:
+    registry = Registry.create("topo.yaml", root=tmp_path)
+    proc = _sleeper()
+    try:
+        owned = registry.record_process(proc.pid, "caller", "test sleeper")
+        # Same PID, different start time: not the process the run started.
+        registry.state.processes = [OwnedProcess(owned.pid, owned.start_ticks - 1, "x", "y")]
+        registry.remove()
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_state_round_trips_and_dead_owners_are_stale(tmp_path: Path) -> None:
+    registry = Registry.create("topo.yaml", root=tmp_path)
+    registry.set_status("ready", services={"relay_ip": "198.18.1.2"})
+    loaded = Registry.load(registry.dir)
+    assert loaded.state.status == "ready" and loaded.state.details["services"]
+    assert [r.state.run_id for r in list_runs(tmp_path)] == [registry.state.run_id]
+    assert stale_runs(tmp_path) == []  # this process owns it and is alive
+    loaded.state.owner_start_ticks += 1
+    loaded.save()
+    assert [r.state.run_id for r in stale_runs(tmp_path)] == [registry.state.run_id]
