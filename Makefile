@@ -36,6 +36,10 @@ $(APT_STAMP):
 	  echo "installing system packages:" $$missing; \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	  if echo " $$missing " | grep -q " coturn " && [ -d /run/systemd/system ]; then \
+	    echo "callwall runs its own relays inside labs: disabling the coturn system service"; \
+	    $(SUDO) systemctl disable --now coturn >/dev/null 2>&1 || true; \
+	  fi; \
 	fi
 	@mkdir -p $(VENV) && touch $@
 
@@ -48,7 +52,7 @@ $(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
 	touch $@
 
 scenarios: $(PIP_STAMP)
-	$(SUDO) $(PY) -m pytest scenarios -p no:cacheprovider $(PYTEST_FLAGS)
+	$(SUDO) $(PY) -m pytest scenarios -v -p no:cacheprovider $(PYTEST_FLAGS)
 
 test: lint
 	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)

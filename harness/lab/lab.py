@@ -97,11 +97,15 @@ class Lab:
         return self.host(self.topology.host_with_role(role))
 
     def apply_policy(self, policy: Policy) -> CensorPlan:
-        plan = compile_policy(policy, bindings_for(self.topology))
-        apply_plan(self.host_with_role("censor"), plan)
+        return self.apply_plan(compile_policy(policy, bindings_for(self.topology)))
+
+    def apply_plan(self, plan: CensorPlan) -> CensorPlan:
+        previous = self.registry.state.details.get("tc_devices", [])
+        apply_plan(self.host_with_role("censor"), plan, previous)
         (self.registry.files / "policy.nft").write_text(plan.nft_ruleset)
-        self.registry.state.policy = policy.name
-        self.registry.save()
+        self.registry.state.policy = plan.policy
+        self.registry.set_status(self.registry.state.status,
+                                 tc_devices=sorted({op.dev for op in plan.tc_ops}))
         return plan
 
     def _step(self, what: str, progress: bool, action: object) -> None:

@@ -3,6 +3,7 @@ flows through the censor (harness.measure.probe), not inferred from rules."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from pathlib import Path
 import pytest
 
 from harness import paths
+from harness.censor.applier import root_qdisc_kinds
+from harness.censor.compiler import bindings_for, compile_policy
+from harness.censor.plan import TcQdisc
 from harness.lab.lab import Lab
 from harness.services.readiness import wait_listening
 from harness.spec.policy import load_policy
@@ -121,3 +125,19 @@ def test_policy_swap_is_one_table(lab: Lab) -> None:
     assert listing.count("callwall") == 1
     ruleset = lab.host("censor").run(["nft", "list", "ruleset"]).stdout
     assert "udp-throttle" in ruleset and "stun-at-flow-start" not in ruleset
+
+
+def test_tc_operations_reach_the_censor_and_are_undone(lab: Lab) -> None:
+    """The tc half of a plan goes through pyroute2 into the censor's namespace;
+    the next plan without it takes the qdisc away again."""
+    bindings = bindings_for(lab.topology)
+    base = compile_policy(load_policy(paths.policy_path("baseline")), bindings)
+    dev = bindings.subscriber_interfaces[0]
+    shaped = dataclasses.replace(base, tc_ops=(
+        TcQdisc(dev=dev, kind="tbf",
+                params=(("rate", "1mbit"), ("burst", 20000), ("latency", "50ms"))),))
+    censor = lab.host_with_role("censor")
+    lab.apply_plan(shaped)
+    assert root_qdisc_kinds(censor, dev) == ["tbf"]
+    lab.apply_plan(base)
+    assert root_qdisc_kinds(censor, dev) != ["tbf"]
