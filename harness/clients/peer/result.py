@@ -1,0 +1,93 @@
+"""What one side of a call saw (:class:`PeerResult`), written as JSON to ``--out``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class SelectedPair:
+    """The nominated ICE candidate pair (aioice ``Connection._nominated``)."""
+
+    local_type: str
+    local_protocol: str
+    local_address: str
+    remote_type: str
+    remote_protocol: str
+    remote_address: str
+    # For a local relay candidate: how we reach the TURN server ("udp", "tcp", "tls").
+    local_relay_protocol: str | None = None
+
+
+@dataclass
+class PeerResult:
+    """What one side of a call saw; written as JSON to ``--out``.
+
+    Times are seconds from the start of the call attempt (caller: creating the
+    offer; callee: receiving the offer): ``setup_s`` to the first decoded audio
+    frame, ``ice_s`` to ICE completion. ``connected`` means at least one audio
+    frame was decoded. The media window runs for ``--media-seconds`` from the
+    first frame; ``media_seconds`` is its actual length (shorter when the call
+    dropped or was terminated) and the RTP numbers are sampled at its end
+    (or at the failure). ``packets_*``, ``loss_pct`` = lost / (received + lost),
+    ``jitter_ms`` come from aiortc's inbound-rtp stats (jitter converted from RTP
+    timestamp units with the codec clock rate), ``packets_sent`` from
+    outbound-rtp, ``rtt_ms`` from remote-inbound-rtp (RTCP; null if unknown).
+    ``received_bitrate_kbps`` counts SRTP/SRTCP bytes received by the DTLS
+    transport over the window (no IP/UDP/TURN overhead). ``frames_received`` and
+    ``max_frame_gap_ms`` describe decoded 20 ms audio frames in the window.
+
+    ``error`` (null on success) / ``failure_stage`` (signalling, gathering, ice,
+    dtls, media):
+    signalling-unreachable, signalling-closed, room-full, peer-left (the callee
+    left the room before answering), bad-sdp, bad-audio-file, setup-timeout (stage says where
+    it got stuck; "media" = transport up but no audio decoded),
+    no-local-candidates (no usable candidate, e.g. TURN blocked/unreachable or
+    its certificate not trusted), ice-failed, dtls-failed, call-dropped
+    (ICE/DTLS failed after media flowed), peer-hung-up (the remote closed the
+    connection), total-timeout, terminated (SIGTERM/SIGINT), and
+    "internal-error: ..." (a bug; exit status 1).
+    """
+
+    role: str
+    strategy: str
+    room: str
+    connected: bool = False
+    setup_s: float | None = None
+    ice_s: float | None = None
+    ice_state_final: str | None = None
+    connection_state_final: str | None = None
+    selected_pair: SelectedPair | None = None
+    local_candidates: dict[str, int] = field(default_factory=dict)
+    remote_candidates: dict[str, int] = field(default_factory=dict)
+    codec: str | None = None
+    packets_sent: int | None = None
+    packets_received: int | None = None
+    packets_lost: int | None = None
+    loss_pct: float | None = None
+    jitter_ms: float | None = None
+    rtt_ms: float | None = None
+    received_bitrate_kbps: float | None = None
+    frames_received: int = 0
+    max_frame_gap_ms: float | None = None
+    media_seconds: float | None = None
+    error: str | None = None
+    failure_stage: str | None = None
+    started_at: float = 0.0
+    duration_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    def write(self, path: Path) -> None:
+        """Write atomically (temporary file + rename) and fsync."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(self.to_json() + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        tmp.replace(path)
