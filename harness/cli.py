@@ -27,6 +27,7 @@ from pathlib import Path
 from harness import paths
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.clients.call import CallSettings
+from harness.lab.capabilities import missing_lab_capabilities
 from harness.lab.lab import Lab
 from harness.lab.registry import OwnedProcess, Registry, list_runs, stale_runs, terminate
 from harness.lab.signals import StopRequested, install_stop_handlers
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------- lab lifecycle
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _require_root()
+    _require_lab_capabilities()
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy_file = paths.policy_path(args.policy)
@@ -220,7 +221,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- one call
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _require_root()
+    _require_lab_capabilities()
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
@@ -240,9 +241,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if record.connected else 1
 
 
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        raise CliError("labs need root (network namespaces, nftables): run with sudo")
+def _require_lab_capabilities() -> None:
+    """Labs need root and a few system packages: say which are missing, up front."""
+    missing = missing_lab_capabilities()
+    if missing:
+        raise CliError("cannot build a lab here; missing: " + "; ".join(missing)
+                       + " (make install sets up the packages)")
 
 
 # ---------------------------------------------------------------- arguments
