@@ -70,11 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------- lab lifecycle
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _require_lab_capabilities()
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy_file = paths.policy_path(args.policy)
     load_policy(policy_file, topology.sets.keys())
+    _require_lab_capabilities()
     argv = [sys.executable, "-m", "harness.lab.supervisor", "--topology", str(topology_file),
             "--policy", str(policy_file)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -221,10 +221,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- one call
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _require_lab_capabilities()
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
+    _require_lab_capabilities()
     install_stop_handlers()
     settings = CallSettings(media_seconds=args.seconds, setup_timeout_s=args.setup_timeout)
     with Lab.create(topology_file) as lab:
