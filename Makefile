@@ -12,6 +12,9 @@ APT_PACKAGES := mininet coturn nftables iptables iproute2 util-linux procps iput
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PIP_STAMP := $(VENV)/.pip-installed
 PYTEST_FLAGS ?=
+# `make scenarios JOBS=4` runs four labs at once (pytest-xdist), one per worker.
+JOBS ?= 1
+SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 
 .PHONY: all scenarios test unit integration lint install system-packages clean help
 
@@ -52,7 +55,7 @@ $(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
 	touch $@
 
 scenarios: $(PIP_STAMP)
-	$(SUDO) $(PY) -m pytest scenarios -v -p no:cacheprovider $(PYTEST_FLAGS)
+	$(SUDO) $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
 
 test: lint
 	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)

@@ -28,8 +28,8 @@ from harness import paths
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.clients.call import CallSettings
 from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
-from harness.lab.registry import OwnedProcess, Registry, list_runs, stale_runs, terminate
+from harness.lab.lab import Lab, remove_stale_labs
+from harness.lab.registry import OwnedProcess, Registry, list_runs, terminate
 from harness.lab.signals import StopRequested, install_stop_handlers
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 from harness.session import judged_call
@@ -162,11 +162,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    stale = stale_runs()
-    for run in stale:
-        Lab.attach(run).down()
-        print(f"removed stale lab {run.state.run_id}")
-    if not stale:
+    if not remove_stale_labs():
         print("nothing to clean")
     return 0
 

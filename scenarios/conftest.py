@@ -1,14 +1,18 @@
-"""The scenario matrix's machinery: one lab for the session, one results
-directory (results/<run>/ with results.json and junit.xml, and
-results/latest pointing at it), and the table printed at the end."""
+"""The scenario matrix's machinery: one lab per session (per worker under
+pytest-xdist), one results directory (results/<run>/ with results.json and
+junit.xml, and results/latest pointing at it), and the table printed at the
+end. Under `pytest -n N` every worker writes its records to the shared
+directory and the controller merges them."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,20 +20,35 @@ from harness import paths
 from harness.lab.capabilities import missing_lab_capabilities
 from harness.lab.lab import Lab
 from harness.lab.registry import new_run_id
-from harness.measure.record import CallRecord
+from harness.measure.record import CallRecord, Direction
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 
 TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY", paths.DEFAULT_TOPOLOGY)
 RECORDS: list[CallRecord] = []
-RUN: dict[str, object] = {}
+RUN: dict[str, Any] = {}
+PARTIAL = "records-{}.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        RUN.update(run_id=new_run_id(), results=Path(worker["callwall_results"]),
+                   started=worker["callwall_started"], worker=worker["workerid"])
+        return
     run_id = new_run_id()
     results = new_results_dir(paths.RESULTS, run_id)
-    RUN.update(run_id=run_id, results=results, started=time.time())
+    RUN.update(run_id=run_id, results=results, started=time.time(), worker=None)
     if not config.option.xmlpath:
         config.option.xmlpath = str(results / "junit.xml")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_ShareRunWithWorkers())
+
+
+class _ShareRunWithWorkers:
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["callwall_results"] = str(RUN["results"])
+        node.workerinput["callwall_started"] = RUN["started"]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,15 +61,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    with Lab.create(paths.topology_path(TOPOLOGY), run_id=str(RUN["run_id"])) as running:
+    with Lab.create(paths.topology_path(TOPOLOGY), run_id=RUN["run_id"]) as running:
         running.up(progress=True)
         yield running
 
 
 @pytest.fixture(scope="session")
 def results_dir() -> Path:
-    path = RUN["results"]
-    assert isinstance(path, Path)
+    path: Path = RUN["results"]
     return path
 
 
@@ -62,8 +80,13 @@ def keep_record() -> Iterator[list[CallRecord]]:
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    results = RUN["results"]
-    assert isinstance(results, Path)
+    results: Path = RUN["results"]
+    if RUN["worker"] is not None:
+        partial = results / PARTIAL.format(RUN["worker"])
+        partial.write_text(json.dumps([r.to_dict() for r in RECORDS]))
+        return
+    RECORDS.extend(_merge_worker_records(results))
+    RECORDS.sort(key=lambda r: (r.policy, r.strategy))
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
             "started": RUN["started"], "finished": time.time(),
             "host": platform.node(), "kernel": platform.release()}
@@ -71,7 +94,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     point_latest(results)
 
 
+def _merge_worker_records(results: Path) -> list[CallRecord]:
+    merged = []
+    for partial in sorted(results.glob(PARTIAL.format("*"))):
+        for raw in json.loads(partial.read_text()):
+            raw["directions"] = [Direction(**d) for d in raw["directions"]]
+            merged.append(CallRecord(**raw))
+        partial.unlink()
+    return merged
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if RUN.get("worker") is not None:
+        return
     terminalreporter.section("callwall scenario matrix")
     if RECORDS:
         terminalreporter.write_line(format_table(RECORDS))

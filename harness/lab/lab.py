@@ -9,6 +9,7 @@ behind `callwall up`) owns, for `exec`, `policy apply` and `down`.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -19,7 +20,8 @@ from harness.lab.host import LabHost
 from harness.lab.mininet_backend import MininetLab
 from harness.lab.nat import nat_ruleset
 from harness.lab.netconfig import configure_host
-from harness.lab.registry import RUNS_ROOT, Registry
+from harness.lab.registry import RUNS_ROOT, Registry, stale_runs
+from harness.lab.signals import stop_signals_deferred
 from harness.services.directory import ServiceDirectory
 from harness.services.lab_services import start_lab_services
 from harness.spec.policy import Policy
@@ -38,12 +40,14 @@ class Lab:
         self.backend = backend
         self.hosts: dict[str, LabHost] = {}
         self.services: ServiceDirectory | None = None
+        self.progress = False
         self._attach_recorded_hosts()
 
     @classmethod
     def create(cls, topology_path: Path, root: Path = RUNS_ROOT,
                run_id: str | None = None) -> Lab:
         topology = load_topology(topology_path)
+        remove_stale_labs(root)
         registry = Registry.create(str(topology_path.resolve()), root, run_id)
         return cls(topology, registry, MininetLab(registry.state.run_id))
 
@@ -63,28 +67,33 @@ class Lab:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.down()
+        self.down(self.progress)
 
     def up(self, progress: bool = False) -> None:
         """Build, configure and start everything; on any failure, remove it all."""
+        self.progress = progress
         try:
-            self._step("creating hosts and links", progress, self._build)
-            self._step("configuring addresses, routes and NAT", progress, self._configure)
-            self._step("starting relay, STUN and signalling", progress, self._start_services)
+            self._step("creating hosts and links", self._build)
+            self._step("configuring addresses, routes and NAT", self._configure)
+            self._step("starting relay, STUN and signalling", self._start_services)
             self.registry.set_status("ready")
         except BaseException:
             self.down()
             raise
 
-    def down(self) -> None:
-        """Remove exactly what this run created: services, then the hosts."""
-        self.registry.stop_services()
-        if self.backend is not None:
-            try:
-                self.backend.stop()
-            finally:
-                self.backend = None
-        self.registry.remove()
+    def down(self, progress: bool = False) -> None:
+        """Remove exactly what this run created: services, then the hosts.
+        Stop signals wait until it is done, so teardown is never cut short."""
+        with stop_signals_deferred():
+            if progress and self.registry.dir.exists():
+                print(f"[{self.run_id}] removing the lab", file=sys.stderr, flush=True)
+            self.registry.stop_services()
+            if self.backend is not None:
+                try:
+                    self.backend.stop()
+                finally:
+                    self.backend = None
+            self.registry.remove()
 
     def host(self, name: str) -> LabHost:
         try:
@@ -108,10 +117,9 @@ class Lab:
                                  tc_devices=sorted({op.dev for op in plan.tc_ops}))
         return plan
 
-    def _step(self, what: str, progress: bool, action: object) -> None:
-        if progress:
+    def _step(self, what: str, action: Callable[[], None]) -> None:
+        if self.progress:
             print(f"[{self.run_id}] {what}", file=sys.stderr, flush=True)
-        assert callable(action)
         action()
 
     def _build(self) -> None:
@@ -138,3 +146,15 @@ class Lab:
     def _start_services(self) -> None:
         self.services = start_lab_services(self)
         self.registry.set_status("services", services=self.services.to_dict())
+
+
+def remove_stale_labs(root: Path = RUNS_ROOT) -> list[str]:
+    """Remove labs whose owning process died (e.g. SIGKILL): exactly what their
+    state files record. Called whenever a new lab starts, and by `callwall clean`."""
+    removed = []
+    for run in stale_runs(root):
+        Lab.attach(run).down()
+        removed.append(run.state.run_id)
+        print(f"callwall: removed stale lab {run.state.run_id} (its owner "
+              f"{run.state.owner_pid} is gone)", file=sys.stderr)
+    return removed

@@ -188,8 +188,12 @@ def list_runs(root: Path = RUNS_ROOT) -> list[Registry]:
         return []
     runs = []
     for run_dir in sorted(root.iterdir()):
-        if (run_dir / STATE_FILE).is_file() and run_dir.name.startswith(RUN_PREFIX):
+        if not run_dir.name.startswith(RUN_PREFIX):
+            continue
+        try:
             runs.append(Registry.load(run_dir))
+        except (OSError, ValueError, TypeError):
+            continue  # being created or removed right now by another process
     return runs
 
 

@@ -10,8 +10,10 @@ run the parent's teardown inside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+from collections.abc import Iterator
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -40,3 +42,14 @@ def install_stop_handlers() -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, stop)
     os.register_at_fork(after_in_child=_restore_defaults)
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Hold stop signals back while the block runs; a signal that arrived
+    meanwhile is delivered (and raises) once the block is done."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
