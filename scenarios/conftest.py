@@ -18,6 +18,7 @@ import pytest
 
 from harness import paths
 from harness.lab.capabilities import missing_lab_capabilities
+from harness.lab.environment import describe_environment
 from harness.lab.lab import Lab
 from harness.lab.registry import new_run_id
 from harness.measure.record import CallRecord, Direction
@@ -89,7 +90,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     RECORDS.sort(key=lambda r: (r.policy, r.strategy))
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
             "started": RUN["started"], "finished": time.time(),
-            "host": platform.node(), "kernel": platform.release()}
+            "host": platform.node(), "environment": describe_environment()}
     write_results(results, RECORDS, meta)
     point_latest(results)
 

@@ -144,7 +144,7 @@ def _rule_statements(rule: Rule, bindings: CensorBindings) -> list[str]:
     flows = _flows_set(rule)
     classify = (f"{match} ct packets <= {rule.classify.first_packets} "
                 f"@th,{STUN_COOKIE_BIT_OFFSET},32 {STUN_MAGIC_COOKIE:#010x} "
-                f"add @{flows} {{ {CONNTRACK_FLOW_KEY} }} "
+                f"counter add @{flows} {{ {CONNTRACK_FLOW_KEY} }} "
                 f'comment "{rule.id}: classify"')
     # The verdict covers the whole flow, both directions, whatever its packets carry.
     enforce = (f"meta l4proto {rule.match.protocol} {CONNTRACK_FLOW_KEY} @{flows} "
