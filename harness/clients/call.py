@@ -1,6 +1,12 @@
 """Placing one call in a running lab: an aiortc peer process in the callee
 host and one in the caller host, meeting through the signalling server, and
-each writing what it saw as JSON."""
+each writing what it saw as JSON.
+
+The whole call has a hard budget (CallSettings.budget_s) counted from when the
+peers start: a peer still running then is stopped, so a call always ends.
+Optionally one injected fault (harness.faults) is performed during the call;
+whatever happens, both sides get a result dict (a peer that wrote none gets
+one saying so) and a timeline of what the harness saw."""
 
 from __future__ import annotations
 
@@ -9,17 +15,21 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.faults import Fault, FaultEvent, FaultInjector, peer_event
 from harness.lab.host import LabHost
 from harness.lab.lab import Lab
 from harness.lab.registry import OwnedProcess, process_start_ticks, terminate
+from harness.measure.record import PeerTimeline
 from harness.measure.refsignal import generate_reference_wav
 
 REFERENCE_SECONDS = 10.0
 GRACE_S = 20.0
+POLL_S = 0.05
+ROLES = ("callee", "caller")
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,8 @@ class CallSettings:
     media_seconds: float = 6.0
     setup_timeout_s: float = 15.0
     record_audio: bool = True
+    # A peer fails its call ("media-stalled") when no audio frame is decoded for this long.
+    stall_timeout_s: float = 3.0
 
     @property
     def budget_s(self) -> float:
@@ -39,23 +51,45 @@ class CallOutput:
     caller: dict[str, Any]
     callee: dict[str, Any]
     directory: Path
+    faults: list[FaultEvent] = field(default_factory=list)
+    timelines: dict[str, PeerTimeline] = field(default_factory=dict)
+    wall_s: float | None = None
 
 
 def place_call(lab: Lab, strategy: str, call_dir: Path,
-               settings: CallSettings = CallSettings()) -> CallOutput:
+               settings: CallSettings = CallSettings(), fault: Fault | None = None) -> CallOutput:
+    """Run one call to its end (at most settings.budget_s once the peers
+    start); with `fault`, inject it during the call."""
     call_dir.mkdir(parents=True, exist_ok=True)
     audio = reference_audio(lab)
     room = f"{lab.run_id}-{call_dir.name}"
+    events = {role: call_dir / f"{role}.events.jsonl" for role in ROLES}
+    for path in events.values():
+        path.unlink(missing_ok=True)
+    injector = FaultInjector(lab, fault) if fault is not None else None
+    t0 = time.monotonic()
+    if injector is not None:
+        injector.before_call(t0)
     procs = {}
-    for role in ("callee", "caller"):
+    for role in ROLES:
         host = lab.host_with_role(role)
         argv = _peer_argv(lab, role, strategy, room, audio, call_dir, settings)
+        argv += ["--events", str(events[role])]
         procs[role] = host.start(argv, what=f"{role} peer", log=call_dir / f"{role}.log",
                                  env=_peer_env(lab))
-    _wait_all(procs, settings.budget_s)
-    return CallOutput(caller=_read_result(call_dir, "caller", strategy),
-                      callee=_read_result(call_dir, "callee", strategy),
-                      directory=call_dir)
+    if injector is not None:
+        injector.start(procs, events)
+    try:
+        exits = _wait_all(procs, t0 + settings.budget_s, t0)
+    finally:
+        fault_events = injector.stop() if injector is not None else []
+    killed = injector.killed if injector is not None else {}
+    results = {role: _read_result(call_dir, role, strategy, role in killed) for role in ROLES}
+    timelines = {role: _timeline(role, results[role], events[role], t0, exits[role],
+                                 killed.get(role)) for role in ROLES}
+    return CallOutput(caller=results["caller"], callee=results["callee"],
+                      directory=call_dir, faults=fault_events, timelines=timelines,
+                      wall_s=round(time.monotonic() - t0, 3))
 
 
 def reference_audio(lab: Lab) -> Path:
@@ -83,6 +117,7 @@ def _peer_argv(lab: Lab, role: str, strategy: str, room: str, audio: Path, call_
         "--setup-timeout", str(settings.setup_timeout_s),
         "--out", str(call_dir / f"{role}.json"),
         "--host-ip", str(lab.topology.address_of(host.name)),
+        "--stall-timeout", str(settings.stall_timeout_s),
     ]
     if settings.record_audio:
         argv += ["--record", str(call_dir / f"{role}-received.wav")]
@@ -96,14 +131,28 @@ def _peer_env(lab: Lab) -> dict[str, str]:
     return env
 
 
-def _wait_all(procs: dict[str, subprocess.Popen[bytes]], budget_s: float) -> None:
-    deadline = time.monotonic() + budget_s
-    for proc in procs.values():
-        remaining = max(0.1, deadline - time.monotonic())
-        try:
-            proc.wait(timeout=remaining)
-        except subprocess.TimeoutExpired:
+@dataclass(frozen=True)
+class _Exit:
+    at_s: float
+    stopped_at_budget: bool
+
+
+def _wait_all(procs: dict[str, subprocess.Popen[bytes]], deadline: float,
+              t0: float) -> dict[str, _Exit]:
+    """Wait for every peer until `deadline`, noting when each ended; stop the rest."""
+    exits: dict[str, _Exit] = {}
+    while len(exits) < len(procs):
+        for role, proc in procs.items():
+            if role not in exits and proc.poll() is not None:
+                exits[role] = _Exit(round(time.monotonic() - t0, 3), False)
+        if len(exits) == len(procs) or time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    for role, proc in procs.items():
+        if role not in exits:
             _stop(proc)
+            exits[role] = _Exit(round(time.monotonic() - t0, 3), True)
+    return exits
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -113,12 +162,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=5)
 
 
-def _read_result(call_dir: Path, role: str, strategy: str) -> dict[str, Any]:
+def _read_result(call_dir: Path, role: str, strategy: str,
+                 killed: bool = False) -> dict[str, Any]:
     path = call_dir / f"{role}.json"
     try:
         result: dict[str, Any] = json.loads(path.read_text())
         return result
     except (OSError, ValueError):
         return {"role": role, "strategy": strategy, "connected": False,
-                "error": "peer-crashed-or-timed-out",
-                "failure_stage": "process", "log": str(call_dir / f"{role}.log")}
+                "error": "peer-killed" if killed else "peer-crashed-or-timed-out",
+                "failure_stage": "process", "log": str(call_dir / f"{role}.log"),
+                "wrote_result": False}
+
+
+def _timeline(role: str, result: dict[str, Any], events: Path, t0: float, exit: _Exit,
+              killed_s: float | None) -> PeerTimeline:
+    def since_start(event: str) -> float | None:
+        at = peer_event(events, event)
+        return None if at is None else round(at - t0, 3)
+
+    return PeerTimeline(role=role, wrote_result=result.get("wrote_result", True) is not False,
+                        attempt_s=since_start("attempt"), media_s=since_start("media"),
+                        failed_s=since_start("failed"), exited_s=exit.at_s, killed_s=killed_s,
+                        stopped_at_budget=exit.stopped_at_budget)

@@ -4,6 +4,7 @@ scored with the E-model and judged against the policy's expectation."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -14,6 +15,27 @@ from harness.spec.policy import Expectation
 # where G.107 places "many users dissatisfied"). Verdicts use the policy's
 # own bounds, not this label.
 DEGRADED_BELOW_MOS = 3.6
+
+# The error a call harness puts in a peer's place when it wrote no result.
+NO_RESULT_ERRORS = ("peer-crashed-or-timed-out", "peer-killed")
+
+
+@dataclass(frozen=True)
+class PeerTimeline:
+    """What the harness saw of one peer process, in seconds from the call's start
+    (the moment the harness started the peers): when the peer began its attempt,
+    decoded its first audio frame and declared a failure (from its ``--events``),
+    when the process ended, and whether an injected fault killed it or the call's
+    hard budget ran out first."""
+
+    role: str
+    wrote_result: bool
+    attempt_s: float | None = None
+    media_s: float | None = None
+    failed_s: float | None = None
+    exited_s: float | None = None
+    killed_s: float | None = None
+    stopped_at_budget: bool = False
 
 
 @dataclass
@@ -54,6 +76,12 @@ class CallRecord:
     run_id: str = ""
     call_id: str = ""
     finished_at: float = field(default_factory=time.time)
+    # Why the call failed, if it did (see failure_kind()), and when: seconds from
+    # the call's start (when the harness started the peers), the clock of `faults`.
+    failure_kind: str | None = None
+    failed_at_s: float | None = None
+    # The injected faults (FaultEvent dicts): what was done, and when.
+    faults: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,10 +102,13 @@ def direction_from(peer: dict[str, Any]) -> Direction:
 
 
 def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str, Any],
-                 callee: dict[str, Any], expectation: Expectation | None) -> CallRecord:
+                 callee: dict[str, Any], expectation: Expectation | None,
+                 timelines: Sequence[PeerTimeline] = (),
+                 faults: Sequence[dict[str, Any]] = ()) -> CallRecord:
     """A call is as good as its worse direction: the top-level loss, jitter
     and MOS are those of the worse of the two; connected means media flowed
-    both ways."""
+    both ways. The first failure, of either peer, gives failure_kind and
+    failed_at_s."""
     directions = [direction_from(caller), direction_from(callee)]
     connected = bool(caller.get("connected")) and bool(callee.get("connected"))
     worst = _worst(directions) if connected else None
@@ -97,7 +128,58 @@ def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str,
         selected_pair=caller.get("selected_pair"),
         error=caller.get("error") or callee.get("error"), directions=directions,
     )
+    record.failure_kind, record.failed_at_s = first_failure(caller, callee, timelines)
+    record.faults = [dict(f) for f in faults]
     return record
+
+
+def failure_kind(peer: dict[str, Any], timeline: PeerTimeline | None = None) -> str | None:
+    """What went wrong for one peer: its error code ("setup-timeout",
+    "media-stalled", "ice-failed", ...; "internal-error" for any internal
+    error), "peer-killed" when an injected fault killed it before it wrote its
+    result, "peer-crashed" when it wrote none for another reason, or None when
+    it reported no failure."""
+    if timeline is not None and not timeline.wrote_result:
+        return "peer-killed" if timeline.killed_s is not None else "peer-crashed"
+    error = peer.get("error")
+    if not error:
+        return None
+    if error in NO_RESULT_ERRORS:
+        return "peer-killed" if error == "peer-killed" else "peer-crashed"
+    error = str(error)
+    return "internal-error" if error.startswith("internal-error") else error
+
+
+def first_failure(caller: dict[str, Any], callee: dict[str, Any],
+                  timelines: Sequence[PeerTimeline] = ()) -> tuple[str | None, float | None]:
+    """The earliest failure of the two peers: (kind, seconds from the call's start).
+
+    With a timeline, a failure's time is on the call's clock: the kill, the
+    peer's declared failure (its events) or, for a peer that wrote nothing,
+    when its process ended. Without one, the peer's own failed_at_s (seconds
+    from its attempt's start) stands in."""
+    by_role = {t.role: t for t in timelines}
+    failures: list[tuple[float, int, str]] = []
+    for order, peer in enumerate((caller, callee)):
+        timeline = by_role.get(str(peer.get("role")))
+        kind = failure_kind(peer, timeline)
+        if kind is None:
+            continue
+        when = _failure_time(peer, timeline)
+        failures.append((when if when is not None else float("inf"), order, kind))
+    if not failures:
+        return None, None
+    when, _, kind = min(failures)
+    return kind, (None if when == float("inf") else round(when, 3))
+
+
+def _failure_time(peer: dict[str, Any], timeline: PeerTimeline | None) -> float | None:
+    if timeline is None:
+        value = peer.get("failed_at_s")
+        return float(value) if value is not None else None
+    if not timeline.wrote_result:
+        return timeline.killed_s if timeline.killed_s is not None else timeline.exited_s
+    return timeline.failed_s if timeline.failed_s is not None else timeline.exited_s
 
 
 def judge(connected: bool, mos: float | None, expectation: Expectation | None) -> str:

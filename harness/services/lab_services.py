@@ -31,23 +31,27 @@ class ServiceStartError(RuntimeError):
     pass
 
 
+RELAY = "coturn relay"
+STUN = "coturn stun"
+SIGNALLING = "signalling server"
+SERVICES = (RELAY, STUN, SIGNALLING)
+RELAY_SOCKETS = (("udp", TURN_PORT), ("tcp", TURN_PORT), ("tcp", TURNS_PORT))
+STUN_SOCKETS = (("udp", STUN_PORT),)
+
+
 def start_lab_services(lab: Lab) -> ServiceDirectory:
-    root = lab.registry.files / "services"
+    root = _services_root(lab)
     root.mkdir(mode=0o700, exist_ok=True)
     relay = lab.host_with_role("relay")
     relay_ip = str(lab.topology.address_of(relay.name))
-    stun = lab.host_with_role("stun")
-    signalling = lab.host_with_role("signalling")
     username, password = generate_credentials()
     certs = issue_run_certificates(root / "pki", ip_sans=[relay_ip])
-    turn = TurnServerConfig(listen_ip=relay_ip, relay_ip=relay_ip, workdir=root / relay.name,
-                            port=TURN_PORT, tls_port=TURNS_PORT, username=username,
-                            password=password, cert=certs.server_cert, key=certs.server_key)
-    _start_coturn(relay, turn, "coturn relay", [("udp", TURN_PORT), ("tcp", TURN_PORT),
-                                                ("tcp", TURNS_PORT)])
+    turn = _relay_config(lab, username, password, certs.server_cert, certs.server_key)
+    _start_coturn(relay, turn, RELAY, RELAY_SOCKETS)
+    stun = lab.host_with_role("stun")
     stun_ip = str(lab.topology.address_of(stun.name))
-    stun_cfg = TurnServerConfig.stun_server(stun_ip, root / stun.name, port=STUN_PORT)
-    _start_coturn(stun, stun_cfg, "coturn stun", [("udp", STUN_PORT)])
+    _start_coturn(stun, _stun_config(lab), STUN, STUN_SOCKETS)
+    signalling = lab.host_with_role("signalling")
     signalling_ip = str(lab.topology.address_of(signalling.name))
     _start_signalling(signalling, signalling_ip, root)
     return ServiceDirectory(
@@ -55,6 +59,50 @@ def start_lab_services(lab: Lab) -> ServiceDirectory:
         turn_password=password, ca_file=str(certs.ca_cert), stun_ip=stun_ip,
         stun_port=STUN_PORT, signalling_ip=signalling_ip, signalling_port=SIGNALLING_PORT,
     )
+
+
+def start_service(lab: Lab, what: str) -> None:
+    """Start one of the lab's services (`what` is one of SERVICES, as recorded in
+    the registry) again, exactly as `start_lab_services` configured it: same
+    host, address, ports, credentials and certificate. For a service that was
+    stopped (e.g. by an injected fault); the caller makes sure the old process
+    is gone. The new process is recorded in the registry like the first."""
+    services = lab.services
+    if services is None:
+        raise ServiceStartError("the lab's services were never started")
+    root = _services_root(lab)
+    if what == RELAY:
+        pki = Path(services.ca_file).parent
+        turn = _relay_config(lab, services.turn_username, services.turn_password,
+                             pki / "server.pem", pki / "server.key")
+        _start_coturn(lab.host_with_role("relay"), turn, RELAY, RELAY_SOCKETS)
+    elif what == STUN:
+        _start_coturn(lab.host_with_role("stun"), _stun_config(lab), STUN, STUN_SOCKETS)
+    elif what == SIGNALLING:
+        _start_signalling(lab.host_with_role("signalling"), services.signalling_ip, root)
+    else:
+        raise ValueError(f"unknown service {what!r}; services are: {', '.join(SERVICES)}")
+
+
+def _services_root(lab: Lab) -> Path:
+    return lab.registry.files / "services"
+
+
+def _relay_config(lab: Lab, username: str, password: str, cert: Path,
+                  key: Path) -> TurnServerConfig:
+    relay = lab.host_with_role("relay")
+    relay_ip = str(lab.topology.address_of(relay.name))
+    return TurnServerConfig(listen_ip=relay_ip, relay_ip=relay_ip,
+                            workdir=_services_root(lab) / relay.name, port=TURN_PORT,
+                            tls_port=TURNS_PORT, username=username, password=password,
+                            cert=cert, key=key)
+
+
+def _stun_config(lab: Lab) -> TurnServerConfig:
+    stun = lab.host_with_role("stun")
+    stun_ip = str(lab.topology.address_of(stun.name))
+    return TurnServerConfig.stun_server(stun_ip, _services_root(lab) / stun.name,
+                                        port=STUN_PORT)
 
 
 def _start_coturn(host: LabHost, cfg: TurnServerConfig, what: str,
@@ -69,8 +117,8 @@ def _start_signalling(host: LabHost, ip: str, root: Path) -> None:
     log = root / "signalling.log"
     argv = [sys.executable, "-m", "harness.services.signalling", "--listen", ip,
             "--port", str(SIGNALLING_PORT)]
-    proc = host.start(argv, what="signalling server", log=log)
-    _await_sockets(host, proc, "signalling server", [("tcp", SIGNALLING_PORT)], [log])
+    proc = host.start(argv, what=SIGNALLING, log=log)
+    _await_sockets(host, proc, SIGNALLING, [("tcp", SIGNALLING_PORT)], [log])
 
 
 def _await_sockets(host: LabHost, proc: subprocess.Popen[bytes], what: str,

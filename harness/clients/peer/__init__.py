@@ -7,7 +7,7 @@ Usage::
         --turn IP [--turn-port 3478] [--turns-port 443] --turn-user U --turn-pass P \\
         --audio ref.wav --media-seconds 8 --setup-timeout 20 --out result.json \\
         [--record received.wav] [--total-timeout S] [--linger S] [--host-ip IP ...] \\
-        [--ca-file ca.pem]
+        [--ca-file ca.pem] [--stall-timeout S] [--events events.jsonl]
 
 Both sides send the reference WAV (looped, Opus only) and decode what they
 receive. Signalling goes through :mod:`harness.services.signalling`: both sides
@@ -19,7 +19,11 @@ matter.
 Timeouts: ``--setup-timeout`` counts from process start and bounds everything
 up to the first decoded audio frame (signalling, waiting for the peer,
 gathering, ICE, DTLS, first media). ``--total-timeout`` bounds the whole run
-(default: setup + media + linger + 10 s). Whatever happens, the result JSON
+(default: setup + media + linger + 10 s). ``--stall-timeout`` (default 3 s) ends
+the media window early with ``media-stalled`` when no audio frame is decoded
+for that long. ``--events`` appends progress events (attempt, first media,
+failure; monotonic clock) as JSON lines, so a harness can act at a given
+moment of the call. Whatever happens, the result JSON
 (:class:`PeerResult`) is written to ``--out``; the exit status is 0 when the
 call worked or failed for a network reason, 1 when a result was written with
 ``error="internal-error: ..."`` (a bug), 2 for bad arguments.
@@ -51,6 +55,7 @@ Modules (each imports only the ones listed before it):
 
 from harness.clients.peer.config import (
     ROLES,
+    STALL_TIMEOUT_S,
     TOTAL_MARGIN_S,
     PeerConfig,
     apply_environment,
@@ -63,9 +68,10 @@ from harness.clients.peer.connection import (
     local_candidate_count,
     open_player,
     prefer_opus,
+    relay_connection_lost,
     set_remote,
 )
-from harness.clients.peer.media import end_window, media_window, wait_first_media
+from harness.clients.peer.media import end_window, media_window, wait_first_media, watch_window
 from harness.clients.peer.negotiation import (
     callee_flow,
     caller_flow,
@@ -97,6 +103,7 @@ from harness.clients.peer.state import (
     AudioSink,
     CallFailed,
     CallState,
+    EventLog,
     StatsSample,
     current_stage,
     within_setup,
@@ -109,6 +116,7 @@ from harness.clients.peer.stats import (
     apply_window,
     build_result,
     candidate_counts,
+    failed_at,
     negotiated_codec,
     relay_transport,
     safe_build_result,
@@ -125,11 +133,13 @@ __all__ = [
     "EXIT_OK",
     "EXIT_WATCHDOG_S",
     "ROLES",
+    "STALL_TIMEOUT_S",
     "STATS_TIMEOUT_S",
     "TOTAL_MARGIN_S",
     "AudioSink",
     "CallFailed",
     "CallState",
+    "EventLog",
     "PeerConfig",
     "PeerResult",
     "SelectedPair",
@@ -148,6 +158,7 @@ __all__ = [
     "current_stage",
     "end_window",
     "exit_code",
+    "failed_at",
     "finish",
     "gather",
     "join_room",
@@ -159,6 +170,7 @@ __all__ = [
     "open_player",
     "parse_config",
     "prefer_opus",
+    "relay_connection_lost",
     "relay_transport",
     "run_call",
     "run_peer",
@@ -175,5 +187,6 @@ __all__ = [
     "wait_for_answer",
     "wait_for_offer",
     "wait_for_peer",
+    "watch_window",
     "within_setup",
 ]

@@ -23,6 +23,7 @@ from harness.clients.strategies import (
 
 ROLES = ("caller", "callee")
 TOTAL_MARGIN_S = 10.0
+STALL_TIMEOUT_S = 3.0
 # argparse names the program after sys.argv[0]; under ``python -m`` that is now the
 # package's __main__.py: keep the name the single-module entry point had.
 _LEGACY_PROG = "peer.py"
@@ -46,6 +47,8 @@ class PeerConfig:
     record: Path | None
     host_ips: tuple[str, ...]
     ca_file: Path | None
+    stall_timeout: float = 3.0
+    events: Path | None = None
 
 
 def _prog() -> str | None:
@@ -75,6 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-ip", action="append", default=[],
                    help="restrict host candidates to this address (repeatable)")
     p.add_argument("--ca-file", type=Path, help="CA bundle for turns: (sets SSL_CERT_FILE)")
+    p.add_argument("--stall-timeout", type=float, default=STALL_TIMEOUT_S,
+                   help="fail the call (media-stalled) when no audio frame is decoded for "
+                        "this long during the media window")
+    p.add_argument("--events", type=Path,
+                   help="append progress events (JSON lines, monotonic clock) to this file")
     p.add_argument("--log-level", default="WARNING")
     return p
 
@@ -93,6 +101,8 @@ def _turn_settings(
 def _check_numbers(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     if args.media_seconds <= 0 or args.setup_timeout <= 0 or args.linger < 0:
         parser.error("--media-seconds and --setup-timeout must be > 0, --linger >= 0")
+    if args.stall_timeout <= 0:
+        parser.error("--stall-timeout must be > 0")
     if not _has_audio(args.audio):
         parser.error(f"--audio {args.audio} is not a readable audio file")
     if args.ca_file is not None and not args.ca_file.is_file():
@@ -128,6 +138,7 @@ def parse_config(argv: Sequence[str] | None = None) -> PeerConfig:
         media_seconds=args.media_seconds, setup_timeout=args.setup_timeout,
         total_timeout=total, linger=args.linger, out=args.out, record=args.record,
         host_ips=tuple(args.host_ip), ca_file=args.ca_file,
+        stall_timeout=args.stall_timeout, events=args.events,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import aioice.turn
 from aiortc import (
     MediaStreamTrack,
     RTCPeerConnection,
@@ -51,8 +52,9 @@ def _on_connection_state(state: CallState, pc: RTCPeerConnection) -> None:
     if pc.connectionState == "connected":
         state.dtls_connected = True
     elif pc.connectionState == "closed" and not state.closing:
-        # aiortc closes the connection itself when the remote side closes DTLS.
-        _transport_failed(state, "peer-hung-up")
+        # aiortc closes the connection itself when the remote side closes DTLS, and
+        # also when the TCP/TLS connection to the relay that carries the call is lost.
+        _transport_failed(state, "relay-lost" if relay_connection_lost(pc) else "peer-hung-up")
     elif pc.connectionState == "failed":
         ice_failed = pc.iceConnectionState == "failed" or state.t_ice is None
         _transport_failed(state, "ice-failed" if ice_failed else "dtls-failed")
@@ -63,6 +65,23 @@ def _on_ice_state(state: CallState, pc: RTCPeerConnection) -> None:
         state.t_ice = time.monotonic()
     elif pc.iceConnectionState == "failed":
         _transport_failed(state, "ice-failed")
+
+
+def relay_connection_lost(pc: RTCPeerConnection) -> bool:
+    """Whether the nominated pair goes through a TURN TCP/TLS connection that has
+    closed (the relay died or reset it). Reads aioice's private state: best effort."""
+    try:
+        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+        pair = connection._nominated.get(1)
+    except (IndexError, AttributeError):
+        return False
+    if pair is None or pair.local_candidate.type != "relay":
+        return False
+    inner = getattr(pair.protocol.transport, "_TurnTransport__inner_protocol", None)
+    if not isinstance(inner, aioice.turn.TurnClientTcpProtocol):
+        return False
+    transport = getattr(inner, "transport", None)
+    return transport is None or bool(transport.is_closing())
 
 
 def _transport_failed(state: CallState, reason: str) -> None:

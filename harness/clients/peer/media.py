@@ -23,20 +23,51 @@ async def wait_first_media(state: CallState) -> None:
     if not state.sink.first_frame.is_set():
         raise CallFailed(state.transport_failure or "ice-failed", current_stage(state))
     state.stage = "media"
+    state.events.emit("media", at=state.sink.t_first)
 
 
 async def media_window(state: CallState) -> None:
-    """Keep the call up for --media-seconds after the first frame (or until it drops)."""
+    """Keep the call up for --media-seconds after the first frame, or until it drops
+    (the transport fails) or stalls (no frame decoded for --stall-timeout)."""
     assert state.pc is not None and state.sink.t_first is not None
     state.window_bytes_start = (await sample_stats(state.pc)).bytes_received
     end = state.sink.t_first + state.cfg.media_seconds
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(state.transport_failed.wait(), max(end - time.monotonic(), 0))
+    stalled = await watch_window(state, end)
     end_window(state)
-    if state.transport_failed.is_set():
+    if stalled:
+        state.fail("media-stalled", "media")
+        _count_open_gap(state)
+    elif state.transport_failed.is_set():
         reason = state.transport_failure
-        state.fail("peer-hung-up" if reason == "peer-hung-up" else "call-dropped", "media")
+        state.fail(reason if reason in ("peer-hung-up", "relay-lost") else "call-dropped",
+                   "media")
     state.stats = await sample_stats(state.pc)
+
+
+async def watch_window(state: CallState, end: float) -> bool:
+    """Wait until `end` or the transport fails (False), or until no audio frame has
+    been decoded for --stall-timeout (True)."""
+    sink = state.sink
+    while not state.transport_failed.is_set():
+        now = time.monotonic()
+        last = sink.t_last if sink.t_last is not None else sink.t_first
+        assert last is not None
+        stall_at = last + state.cfg.stall_timeout
+        if now >= end:
+            return False
+        if now >= stall_at:
+            return True
+        # New frames move stall_at later: wake at the earlier deadline and look again.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.transport_failed.wait(), min(end, stall_at) - now)
+    return False
+
+
+def _count_open_gap(state: CallState) -> None:
+    """A stall is a gap that never closed: count it in the window's max frame gap."""
+    last, end = state.sink.t_last, state.t_window_end
+    if last is not None and end is not None:
+        state.window_max_gap_s = max(state.window_max_gap_s or 0.0, end - last)
 
 
 def end_window(state: CallState) -> None:

@@ -7,7 +7,6 @@ in the room (``joined.peers == 2``, ``peer_joined`` or ``ready``).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from harness.clients.peer.connection import (
@@ -87,7 +86,7 @@ async def wait_for_answer(state: CallState, client: SignallingClient) -> dict[st
 async def caller_flow(state: CallState, client: SignallingClient) -> None:
     joined = await join_room(state, client)
     await wait_for_peer(state, client, joined)
-    state.t_attempt = time.monotonic()
+    state.start_attempt()
     track = open_player(state)
     pc = create_peer_connection(state)
     prefer_opus(pc.addTransceiver(track, direction="sendrecv"))
@@ -103,7 +102,7 @@ async def caller_flow(state: CallState, client: SignallingClient) -> None:
 async def callee_flow(state: CallState, client: SignallingClient) -> None:
     await join_room(state, client)
     offer = await wait_for_offer(state, client)
-    state.t_attempt = time.monotonic()
+    state.start_attempt()
     track = open_player(state)
     pc = create_peer_connection(state)
     await set_remote(state, pc, offer)

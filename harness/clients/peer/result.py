@@ -47,9 +47,18 @@ class PeerResult:
     it got stuck; "media" = transport up but no audio decoded),
     no-local-candidates (no usable candidate, e.g. TURN blocked/unreachable or
     its certificate not trusted), ice-failed, dtls-failed, call-dropped
-    (ICE/DTLS failed after media flowed), peer-hung-up (the remote closed the
-    connection), total-timeout, terminated (SIGTERM/SIGINT), and
-    "internal-error: ..." (a bug; exit status 1).
+    (ICE/DTLS failed after media flowed), relay-lost (the TCP/TLS connection
+    to the relay that carried the call closed: the relay died or reset it),
+    media-stalled (no audio frame decoded for ``--stall-timeout`` seconds during
+    the media window),
+    peer-hung-up (the remote closed the connection), total-timeout, terminated
+    (SIGTERM/SIGINT), and "internal-error: ..." (a bug; exit status 1).
+
+    ``failed_at_s`` (null on success) is when the failure was declared, in
+    seconds from the start of the call attempt like ``setup_s``; for a failure
+    before the attempt started (e.g. signalling-unreachable), from process
+    start. A stall is declared ``--stall-timeout`` after the last decoded frame;
+    its open gap counts in ``max_frame_gap_ms``.
     """
 
     role: str
@@ -78,6 +87,7 @@ class PeerResult:
     failure_stage: str | None = None
     started_at: float = 0.0
     duration_s: float = 0.0
+    failed_at_s: float | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)

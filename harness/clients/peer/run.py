@@ -18,7 +18,13 @@ from harness.clients.peer.config import PeerConfig, apply_environment, parse_con
 from harness.clients.peer.media import end_window, media_window, wait_first_media
 from harness.clients.peer.negotiation import callee_flow, caller_flow, connect_signalling
 from harness.clients.peer.result import PeerResult
-from harness.clients.peer.state import AudioSink, CallFailed, CallState, current_stage
+from harness.clients.peer.state import (
+    AudioSink,
+    CallFailed,
+    CallState,
+    EventLog,
+    current_stage,
+)
 from harness.clients.peer.stats import DEFAULT_CLOCKRATE, safe_build_result, sample_stats
 
 CLOSE_TIMEOUT_S = 5.0
@@ -115,6 +121,7 @@ async def run_peer(cfg: PeerConfig) -> PeerResult:
         t_process=time.monotonic(),
         started_at=time.time(),
         sink=AudioSink(cfg.record, _wav_rate(cfg.audio)),
+        events=EventLog(cfg.events),
     )
     await supervise(state)
     return await finish(state)

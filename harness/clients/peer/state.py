@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import wave
 from collections.abc import Awaitable
@@ -37,6 +38,24 @@ class StatsSample:
     jitter_units: int | None = None
     rtt_s: float | None = None
     bytes_received: int | None = None
+
+
+class EventLog:
+    """Progress events as JSON lines (``--events``), for whoever watches the call from
+    outside: ``{"event": ..., "monotonic": ...}`` with the system-wide monotonic clock
+    (the same in every network namespace), flushed line by line. Events: ``attempt``
+    (the call attempt starts), ``media`` (first decoded audio frame) and ``failed``
+    (``error``, ``stage``). Best effort: a write error never affects the call."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+
+    def emit(self, event: str, at: float | None = None, **fields: Any) -> None:
+        if self._path is None:
+            return
+        line = {"event": event, "monotonic": time.monotonic() if at is None else at, **fields}
+        with contextlib.suppress(OSError), self._path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(line) + "\n")
 
 
 class AudioSink:
@@ -125,11 +144,20 @@ class CallState:
     transport_failed: asyncio.Event = field(default_factory=asyncio.Event)
     terminate: asyncio.Event = field(default_factory=asyncio.Event)
     stats: StatsSample | None = None
+    t_failed: float | None = None
+    events: EventLog = field(default_factory=lambda: EventLog(None))
 
     def fail(self, error: str, stage: str) -> None:
         if self.error is None:
             self.error = error
             self.failure_stage = stage
+            self.t_failed = time.monotonic()
+            self.events.emit("failed", at=self.t_failed, error=error, stage=stage)
+
+    def start_attempt(self) -> None:
+        """The call attempt starts (the origin of setup_s, ice_s and failed_at_s)."""
+        self.t_attempt = time.monotonic()
+        self.events.emit("attempt", at=self.t_attempt)
 
     def remaining_setup(self) -> float:
         return self.t_process + self.cfg.setup_timeout - time.monotonic()

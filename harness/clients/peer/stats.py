@@ -180,11 +180,20 @@ def build_result(state: CallState) -> PeerResult:
         result.max_frame_gap_ms = _rounded(1000.0 * gap, 1)
     if state.t_ice is not None and state.t_attempt is not None:
         result.ice_s = _rounded(state.t_ice - state.t_attempt)
+    result.failed_at_s = failed_at(state)
     clockrate = DEFAULT_CLOCKRATE
     if state.pc is not None:
         clockrate = apply_connection(result, state.pc)
     apply_stats(result, state, clockrate)
     return result
+
+
+def failed_at(state: CallState) -> float | None:
+    """Seconds from the attempt's start (or from process start, before it) to the failure."""
+    if state.t_failed is None:
+        return None
+    origin = state.t_attempt if state.t_attempt is not None else state.t_process
+    return _rounded(max(state.t_failed - origin, 0.0))
 
 
 def safe_build_result(state: CallState) -> PeerResult:
@@ -193,9 +202,12 @@ def safe_build_result(state: CallState) -> PeerResult:
     except Exception as exc:  # a bug in result building must not lose the result
         traceback.print_exc(file=sys.stderr)
         cfg = state.cfg
+        if state.t_failed is None:
+            state.t_failed = time.monotonic()
         return PeerResult(
             role=cfg.role, strategy=cfg.strategy, room=cfg.room,
             connected=state.sink.t_first is not None,
             error=f"internal-error: {type(exc).__name__}: {exc}"[:200],
             failure_stage=state.failure_stage or state.stage,
+            failed_at_s=failed_at(state),
         )
