@@ -8,7 +8,8 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PYTHON ?= /usr/bin/python3
 APT_PACKAGES := mininet coturn nftables iptables iproute2 util-linux procps iputils-ping \
-                tcpdump stun-client iperf3 python3-venv python3-pip python3-dev gcc
+                tcpdump stun-client iperf3 espeak-ng chromium python3-venv python3-pip \
+                python3-dev gcc
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PIP_STAMP := $(VENV)/.pip-installed
 PYTEST_FLAGS ?=

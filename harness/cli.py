@@ -28,9 +28,12 @@ from harness import paths
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.clients.call import CallSettings
 from harness.lab.capabilities import missing_lab_capabilities
+from harness.lab.environment import describe_environment
 from harness.lab.lab import Lab, remove_stale_labs
 from harness.lab.registry import OwnedProcess, Registry, list_runs, terminate
 from harness.lab.signals import StopRequested, install_stop_handlers
+from harness.report.compare import compare_runs, render_text, write_comparison_html
+from harness.report.html import ReportError, resolve_run_dir, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 from harness.session import judged_call
 from harness.spec.policy import STRATEGIES, load_policy
@@ -230,11 +233,30 @@ def cmd_run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         record = judged_call(lab, policy, args.strategy, results_dir / "calls" / "call-1",
                              settings)
-    write_results(results_dir, [record], {"run_id": record.run_id, "kind": "run"})
+    write_results(results_dir, [record], {"run_id": record.run_id, "kind": "run",
+                                          "topology": topology.name,
+                                          "environment": describe_environment()})
     point_latest(results_dir)
+    write_report(results_dir)
     print(json.dumps(record.to_dict(), indent=2) if args.json else format_table([record]))
-    print(f"results: {results_dir / 'results.json'}", file=sys.stderr)
+    print(f"results: {results_dir / 'results.json'}, report: {results_dir / 'report.html'}",
+          file=sys.stderr)
     return 0 if record.connected else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    try:
+        if args.compare is None:
+            print(f"report: {write_report(Path(args.run))}")
+            return 0
+        old, new = args.compare
+        comparison = compare_runs(old, new, args.mos_threshold)
+    except ReportError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    print(render_text(comparison))
+    page = args.html or resolve_run_dir(new) / f"compare-{resolve_run_dir(old).name}.html"
+    print(f"comparison: {write_comparison_html(comparison, page)}")
+    return 1 if comparison.has_regression else 0
 
 
 def _require_lab_capabilities() -> None:
@@ -261,6 +283,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--setup-timeout", type=float, default=15.0)
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     run.set_defaults(handler=cmd_run)
+    _report_command(sub)
     validate = sub.add_parser("validate", help="check topology and policy files")
     validate.add_argument("files", nargs="+")
     validate.set_defaults(handler=cmd_validate)
@@ -282,6 +305,18 @@ def _lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     down.set_defaults(handler=cmd_down)
     sub.add_parser("status", help="list labs").set_defaults(handler=cmd_status)
     sub.add_parser("clean", help="remove labs whose owner died").set_defaults(handler=cmd_clean)
+
+
+def _report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    report = sub.add_parser("report", help="write a run's HTML report, or compare two runs")
+    report.add_argument("run", nargs="?", default=str(paths.RESULTS / "latest"),
+                        help="a results/<run> directory (default: results/latest)")
+    report.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), type=Path,
+                        help="compare two runs; exit 1 on a regression")
+    report.add_argument("--mos-threshold", type=float, default=0.5,
+                        help="MOS drop that counts as a regression (default 0.5)")
+    report.add_argument("--html", type=Path, help="where to write the comparison page")
+    report.set_defaults(handler=cmd_report)
 
 
 def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -32,7 +32,7 @@ from typing import Any, Literal, get_args
 
 from harness import paths
 from harness.lab.lab import Lab
-from harness.lab.registry import OwnedProcess, terminate
+from harness.lab.registry import OwnedProcess
 from harness.services.lab_services import RELAY, SERVICES, SIGNALLING, start_service
 from harness.spec.policy import Policy, load_policy
 from harness.spec.topology import Topology
@@ -356,20 +356,13 @@ def _recorded(lab: Lab, pid: int, what: str) -> OwnedProcess | None:
 
 def running(lab: Lab, what: str) -> list[OwnedProcess]:
     """The recorded, still running processes that are `what` (e.g. "coturn relay")."""
-    return [p for p in lab.registry.state.processes if p.what == what and p.alive()]
+    return lab.registry.running(what)
 
 
 def stop_service(lab: Lab, what: str, first_signal: int = signal.SIGTERM) -> list[int]:
-    """Stop the recorded `what` processes (registry terminate: only if the PID is
-    still ours) and drop them from the registry. Returns their PIDs."""
-    stopped = []
-    for owned in running(lab, what):
-        terminate(owned, first_signal=first_signal)
-        stopped.append(owned.pid)
-    lab.registry.state.processes = [p for p in lab.registry.state.processes
-                                    if not (p.what == what and not p.alive())]
-    lab.registry.save()
-    return stopped
+    """Stop the recorded `what` processes (only if each PID is still ours) and
+    drop them from the registry. Returns their PIDs."""
+    return lab.registry.stop(what, first_signal)
 
 
 def restart_service(lab: Lab, what: str) -> None:

@@ -21,7 +21,8 @@ from harness.lab.capabilities import missing_lab_capabilities
 from harness.lab.environment import describe_environment
 from harness.lab.lab import Lab
 from harness.lab.registry import new_run_id
-from harness.measure.record import CallRecord, Direction
+from harness.measure.record import CallRecord
+from harness.report.html import record_from_dict, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 
 TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY", paths.DEFAULT_TOPOLOGY)
@@ -93,14 +94,13 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             "host": platform.node(), "environment": describe_environment()}
     write_results(results, RECORDS, meta)
     point_latest(results)
+    write_report(results)
 
 
 def _merge_worker_records(results: Path) -> list[CallRecord]:
     merged = []
     for partial in sorted(results.glob(PARTIAL.format("*"))):
-        for raw in json.loads(partial.read_text()):
-            raw["directions"] = [Direction(**d) for d in raw["directions"]]
-            merged.append(CallRecord(**raw))
+        merged += [record_from_dict(raw) for raw in json.loads(partial.read_text())]
         partial.unlink()
     return merged
 
@@ -111,5 +111,5 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("callwall scenario matrix")
     if RECORDS:
         terminalreporter.write_line(format_table(RECORDS))
-    terminalreporter.write_line(f"results: {RUN['results']}/results.json "
-                                f"(also {paths.RESULTS}/latest)")
+    terminalreporter.write_line(f"results: {RUN['results']}/results.json, report: "
+                                f"{RUN['results']}/report.html (also {paths.RESULTS}/latest)")

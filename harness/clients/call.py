@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -25,8 +26,11 @@ from harness.lab.lab import Lab
 from harness.lab.registry import OwnedProcess, process_start_ticks, terminate
 from harness.measure.record import PeerTimeline
 from harness.measure.refsignal import generate_reference_wav
+from harness.measure.speech import SpeechSynthesisError, reference_speech
 
 REFERENCE_SECONDS = 10.0
+REFERENCE_NAME = "reference-speech.wav"
+SYNTHETIC_NAME = "reference-synthetic.wav"
 GRACE_S = 20.0
 POLL_S = 0.05
 ROLES = ("callee", "caller")
@@ -39,6 +43,9 @@ class CallSettings:
     record_audio: bool = True
     # A peer fails its call ("media-stalled") when no audio frame is decoded for this long.
     stall_timeout_s: float = 3.0
+    # A pcap of the censor's interfaces per call: headers only, at most this many packets.
+    capture_pcap: bool = True
+    pcap_max_packets: int = 100_000
 
     @property
     def budget_s(self) -> float:
@@ -54,6 +61,8 @@ class CallOutput:
     faults: list[FaultEvent] = field(default_factory=list)
     timelines: dict[str, PeerTimeline] = field(default_factory=dict)
     wall_s: float | None = None
+    # The call's start (the harness started the peers) on the monotonic clock.
+    started_monotonic: float = 0.0
 
 
 def place_call(lab: Lab, strategy: str, call_dir: Path,
@@ -89,14 +98,25 @@ def place_call(lab: Lab, strategy: str, call_dir: Path,
                                  killed.get(role)) for role in ROLES}
     return CallOutput(caller=results["caller"], callee=results["callee"],
                       directory=call_dir, faults=fault_events, timelines=timelines,
-                      wall_s=round(time.monotonic() - t0, 3))
+                      wall_s=round(time.monotonic() - t0, 3), started_monotonic=t0)
 
 
 def reference_audio(lab: Lab) -> Path:
-    path = lab.registry.files / "reference.wav"
+    """What both peers send: reference speech from espeak-ng (so PESQ applies),
+    or, where espeak-ng is missing, the synthetic speech-like signal."""
+    path = lab.registry.files / REFERENCE_NAME
     if not path.exists():
-        generate_reference_wav(path, REFERENCE_SECONDS)
+        try:
+            speech = reference_speech(lab.registry.files / "speech")
+        except SpeechSynthesisError:
+            generate_reference_wav(path.with_name(SYNTHETIC_NAME), REFERENCE_SECONDS)
+            return path.with_name(SYNTHETIC_NAME)
+        shutil.copyfile(speech.wav_48k, path)
     return path
+
+
+def is_speech_reference(path: Path) -> bool:
+    return path.name == REFERENCE_NAME
 
 
 def _peer_argv(lab: Lab, role: str, strategy: str, room: str, audio: Path, call_dir: Path,

@@ -140,6 +140,21 @@ class Registry:
             raise RuntimeError(f"{what} in {host} (pid {pid}) exited at once")
         return OwnedProcess(pid, ticks, host, what)
 
+    def running(self, what: str) -> list[OwnedProcess]:
+        """The recorded, still running processes that are `what` (e.g. "coturn relay")."""
+        return [p for p in self.state.processes if p.what == what and p.alive()]
+
+    def stop(self, what: str, first_signal: int = signal.SIGTERM) -> list[int]:
+        """Stop the recorded `what` processes and forget them. Returns their PIDs."""
+        stopped = []
+        for owned in self.running(what):
+            terminate(owned, first_signal=first_signal)
+            stopped.append(owned.pid)
+        self.state.processes = [p for p in self.state.processes
+                                if not (p.what == what and not p.alive())]
+        self.save()
+        return stopped
+
     def stop_services(self) -> None:
         """Every recorded program running inside the lab's hosts."""
         for owned in reversed(self.state.processes):

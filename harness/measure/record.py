@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from harness.measure.emodel import estimate_call_quality
+from harness.measure.timeline import call_events, per_second
 from harness.spec.policy import Expectation
 
 # Below this MOS a connected call is labelled "degraded" in tables (R ≈ 70,
@@ -82,6 +83,17 @@ class CallRecord:
     failed_at_s: float | None = None
     # The injected faults (FaultEvent dicts): what was done, and when.
     faults: list[dict[str, Any]] = field(default_factory=list)
+    # Per-second rows (harness.measure.timeline.per_second) for caller→callee
+    # and callee→caller, and the call's events, on the clock of `faults`.
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    timeline_reverse: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    # What each censor rule counted during the call: {"rule", "packets", "bytes"}.
+    censor_counters: list[dict[str, Any]] = field(default_factory=list)
+    # Files of the call, relative to the run's results directory.
+    files: dict[str, str | None] = field(default_factory=dict)
+    # PESQ-WB of what the callee heard against the reference: {"mos_lqo", "status"}.
+    pesq: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +142,17 @@ def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str,
     )
     record.failure_kind, record.failed_at_s = first_failure(caller, callee, timelines)
     record.faults = [dict(f) for f in faults]
+    record.events = call_events(timelines, record.faults, record.failure_kind,
+                                record.failed_at_s)
     return record
+
+
+def attach_timelines(record: CallRecord, caller: dict[str, Any], callee: dict[str, Any],
+                     t0: float) -> None:
+    """Per-second rows of both directions, each seen by its receiver."""
+    caller_samples, callee_samples = caller.get("timeline", []), callee.get("timeline", [])
+    record.timeline = per_second(caller_samples, callee_samples, t0, record.rtt_ms)
+    record.timeline_reverse = per_second(callee_samples, caller_samples, t0, record.rtt_ms)
 
 
 def failure_kind(peer: dict[str, Any], timeline: PeerTimeline | None = None) -> str | None:

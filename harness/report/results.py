@@ -14,7 +14,7 @@ from harness.measure.record import CallRecord
 
 SCHEMA_VERSION = 1
 COLUMNS = ("policy", "strategy", "expected", "outcome", "verdict", "setup_s", "loss_pct",
-           "jitter_ms", "rtt_ms", "mos", "path")
+           "jitter_ms", "rtt_ms", "mos", "pesq", "path")
 
 
 def new_results_dir(root: Path, run_id: str) -> Path:
@@ -54,13 +54,19 @@ def format_table(records: Sequence[CallRecord]) -> str:
 
 
 def _row(record: CallRecord) -> list[str]:
-    return [record.policy, record.strategy, _expected(record), record.outcome,
+    return [record.policy, record.strategy, expected_text(record), record.outcome,
             record.verdict.upper() if record.verdict == "fail" else record.verdict,
-            _num(record.setup_s, 2), _num(record.loss_pct, 1), _num(record.jitter_ms, 1),
-            _num(record.rtt_ms, 1), _num(record.mos, 2), _path(record.selected_pair)]
+            number_text(record.setup_s, 2), number_text(record.loss_pct, 1),
+            number_text(record.jitter_ms, 1), number_text(record.rtt_ms, 1),
+            number_text(record.mos, 2), _pesq_text(record), path_text(record.selected_pair)]
 
 
-def _expected(record: CallRecord) -> str:
+def _pesq_text(record: CallRecord) -> str:
+    score = (record.pesq or {}).get("mos_lqo")
+    return "-" if score is None else f"{score:.2f}"
+
+
+def expected_text(record: CallRecord) -> str:
     if not record.expected:
         return "-"
     text = str(record.expected["outcome"])
@@ -71,11 +77,11 @@ def _expected(record: CallRecord) -> str:
     return text
 
 
-def _num(value: float | None, digits: int) -> str:
+def number_text(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _path(pair: dict[str, Any] | None) -> str:
+def path_text(pair: dict[str, Any] | None) -> str:
     if not pair:
         return "-"
     local = pair.get("local_type", "?")

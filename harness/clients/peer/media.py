@@ -7,7 +7,9 @@ import contextlib
 import time
 
 from harness.clients.peer.state import CallFailed, CallState, current_stage, within_setup
-from harness.clients.peer.stats import sample_stats
+from harness.clients.peer.stats import DEFAULT_CLOCKRATE, sample_stats
+
+TIMELINE_PERIOD_S = 1.0
 
 
 async def wait_first_media(state: CallState) -> None:
@@ -32,7 +34,13 @@ async def media_window(state: CallState) -> None:
     assert state.pc is not None and state.sink.t_first is not None
     state.window_bytes_start = (await sample_stats(state.pc)).bytes_received
     end = state.sink.t_first + state.cfg.media_seconds
-    stalled = await watch_window(state, end)
+    sampler = asyncio.create_task(sample_timeline(state))
+    try:
+        stalled = await watch_window(state, end)
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
     end_window(state)
     if stalled:
         state.fail("media-stalled", "media")
@@ -45,13 +53,16 @@ async def media_window(state: CallState) -> None:
 
 
 async def watch_window(state: CallState, end: float) -> bool:
-    """Wait until `end` or the transport fails (False), or until no audio frame has
-    been decoded for --stall-timeout (True)."""
+    """Wait until `end` or the transport fails (False), or until for --stall-timeout
+    neither an audio frame was decoded nor an RTP packet arrived (True). Packets
+    count too: under heavy loss the jitter buffer can hold frames back for
+    seconds while the path still carries media."""
     sink = state.sink
     while not state.transport_failed.is_set():
         now = time.monotonic()
         last = sink.t_last if sink.t_last is not None else sink.t_first
         assert last is not None
+        last = max(last, state.t_last_rtp or last)
         stall_at = last + state.cfg.stall_timeout
         if now >= end:
             return False
@@ -61,6 +72,30 @@ async def watch_window(state: CallState, end: float) -> bool:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(state.transport_failed.wait(), min(end, stall_at) - now)
     return False
+
+
+async def sample_timeline(state: CallState) -> None:
+    """Append cumulative RTP counters to the timeline every TIMELINE_PERIOD_S."""
+    assert state.pc is not None
+    while True:
+        sample = await sample_stats(state.pc)
+        _note_rtp_progress(state, sample.packets_received)
+        state.timeline.append({
+            "monotonic": round(time.monotonic(), 3), "sent": sample.packets_sent,
+            "received": sample.packets_received, "lost": sample.packets_lost,
+            "jitter_ms": _jitter_ms(sample.jitter_units), "bytes_received": sample.bytes_received,
+        })
+        await asyncio.sleep(TIMELINE_PERIOD_S)
+
+
+def _note_rtp_progress(state: CallState, received: int | None) -> None:
+    previous = state.timeline[-1]["received"] if state.timeline else None
+    if received is not None and (previous is None or received > int(previous)):
+        state.t_last_rtp = time.monotonic()
+
+
+def _jitter_ms(units: int | None) -> float | None:
+    return None if units is None else round(1000.0 * units / DEFAULT_CLOCKRATE, 3)
 
 
 def _count_open_gap(state: CallState) -> None:

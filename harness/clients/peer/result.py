@@ -88,6 +88,10 @@ class PeerResult:
     started_at: float = 0.0
     duration_s: float = 0.0
     failed_at_s: float | None = None
+    # Cumulative RTP counters sampled about once a second during the media window:
+    # {"monotonic", "sent", "received", "lost", "jitter_ms", "bytes_received"}; the
+    # system-wide monotonic clock lets the harness place them on the call's clock.
+    timeline: list[dict[str, float | int | None]] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=False)

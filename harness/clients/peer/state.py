@@ -145,6 +145,10 @@ class CallState:
     terminate: asyncio.Event = field(default_factory=asyncio.Event)
     stats: StatsSample | None = None
     t_failed: float | None = None
+    # Cumulative stats sampled about once a second during the media window.
+    timeline: list[dict[str, float | int | None]] = field(default_factory=list)
+    # When the inbound RTP packet count last grew (the sampler's view of liveness).
+    t_last_rtp: float | None = None
     events: EventLog = field(default_factory=lambda: EventLog(None))
 
     def fail(self, error: str, stage: str) -> None:

@@ -181,6 +181,7 @@ def build_result(state: CallState) -> PeerResult:
     if state.t_ice is not None and state.t_attempt is not None:
         result.ice_s = _rounded(state.t_ice - state.t_attempt)
     result.failed_at_s = failed_at(state)
+    result.timeline = list(state.timeline)
     clockrate = DEFAULT_CLOCKRATE
     if state.pc is not None:
         clockrate = apply_connection(result, state.pc)

@@ -1,0 +1,711 @@
+"""results/<run>/report.html: one self-contained page per run.
+
+The policy × strategy matrix (each cell coloured by its verdict), then a
+section per call (key figures, its timeline plot embedded as a data URI, the
+censor's rule counters, events, faults, links to its recordings and raw
+files), then the run's environment. No external CSS, script, font or image:
+the page works offline and without JavaScript.
+
+Everything comes from results.json; each call record is read leniently (any
+optional field may be missing or null, and is shown as "not recorded" or "—")."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from harness.measure.record import CallRecord, Direction
+from harness.report.plots import number, timeline_png
+from harness.report.results import expected_text, number_text, path_text
+from harness.spec.policy import STRATEGIES
+
+REPORT_NAME = "report.html"
+DASH = "—"
+NOT_RECORDED = "not recorded"
+WAV_SUFFIXES = (".wav",)
+PCAP_SUFFIXES = (".pcap", ".pcapng")
+
+
+class ReportError(Exception):
+    """The run can't be reported on: no such directory, no or unreadable results.json."""
+
+
+# ---------------------------------------------------------------- the run, read leniently
+
+@dataclass(frozen=True)
+class Call:
+    """One call record: the typed fields as a CallRecord, the rest (optional
+    fields newer or older than CallRecord) in ``raw``."""
+
+    record: CallRecord
+    raw: Mapping[str, Any]
+    anchor: str
+    call_dir: str | None  # "calls/<id>" relative to the run directory, if it exists
+
+    @property
+    def policy(self) -> str:
+        return self.record.policy
+
+    @property
+    def strategy(self) -> str:
+        return self.record.strategy
+
+    @property
+    def title(self) -> str:
+        return f"{self.policy} × {self.strategy}"
+
+
+@dataclass(frozen=True)
+class Run:
+    dir: Path
+    meta: Mapping[str, Any]  # results.json without "calls"
+    calls: list[Call]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.meta.get("run_id") or self.dir.name)
+
+
+def resolve_run_dir(path: Path) -> Path:
+    """The run directory a user named: a run directory, a link to one
+    (results/latest) or its results.json."""
+    path = Path(path)
+    if path.name == "results.json" and path.is_file():
+        path = path.parent
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        raise ReportError(f"{path}: no such run directory")
+    if not (resolved / "results.json").is_file():
+        raise ReportError(f"{path}: no results.json (not a run directory, or the run "
+                          f"did not finish)")
+    return resolved
+
+
+def load_run(path: Path) -> Run:
+    run_dir = resolve_run_dir(path)
+    try:
+        payload = json.loads((run_dir / "results.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{run_dir / 'results.json'}: unreadable: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ReportError(f"{run_dir / 'results.json'}: not a results object")
+    raw_calls = payload.get("calls")
+    raw_calls = raw_calls if isinstance(raw_calls, list) else []
+    meta = {k: v for k, v in payload.items() if k != "calls"}
+    calls: list[Call] = []
+    anchors: set[str] = set()
+    for raw in raw_calls:
+        if not isinstance(raw, dict):
+            continue
+        record = record_from_dict(raw)
+        anchor = _unique(f"call-{_slug(record.call_id or f'{record.policy}--{record.strategy}')}",
+                         anchors)
+        calls.append(Call(record, raw, anchor, _call_dir(run_dir, record)))
+    calls.sort(key=lambda c: (c.policy, strategy_order(c.strategy)))
+    return Run(run_dir, meta, calls)
+
+
+def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
+    """A CallRecord from one entry of results.json, whatever its age: missing or
+    ill-typed fields get neutral values, unknown fields are left in the dict."""
+    record = CallRecord(
+        topology=_text(raw.get("topology")), policy=_text(raw.get("policy")) or "?",
+        strategy=_text(raw.get("strategy")) or "?", connected=raw.get("connected") is True,
+        setup_s=number(raw.get("setup_s")), loss_pct=number(raw.get("loss_pct")),
+        jitter_ms=number(raw.get("jitter_ms")), rtt_ms=number(raw.get("rtt_ms")),
+        mos=number(raw.get("mos")), expected=_expectation_dict(raw.get("expected")),
+        verdict=_text(raw.get("verdict")) or "unknown",
+        outcome=_text(raw.get("outcome")) or "unknown",
+        packets_sent=_int(raw.get("packets_sent")),
+        packets_received=_int(raw.get("packets_received")),
+        packets_lost=_int(raw.get("packets_lost")),
+        bitrate_kbps=number(raw.get("bitrate_kbps")),
+        selected_pair=_mapping(raw.get("selected_pair")),
+        error=_text(raw.get("error")) or None,
+        directions=[_direction(d) for d in _list(raw.get("directions"))
+                    if isinstance(d, Mapping)],
+        run_id=_text(raw.get("run_id")), call_id=_text(raw.get("call_id")),
+        failure_kind=_text(raw.get("failure_kind")) or None,
+        failed_at_s=number(raw.get("failed_at_s")),
+        faults=[dict(f) for f in _list(raw.get("faults")) if isinstance(f, Mapping)],
+    )
+    return record
+
+
+def strategy_order(strategy: str) -> tuple[int, str]:
+    """Strategies in the order the project defines them, unknown ones after."""
+    return (STRATEGIES.index(strategy) if strategy in STRATEGIES else len(STRATEGIES), strategy)
+
+
+def verdict_class(verdict: str) -> str:
+    return verdict if verdict in ("pass", "fail") else "noexp"
+
+
+# ---------------------------------------------------------------- the report
+
+def write_report(run_dir: Path) -> Path:
+    """Write <run>/report.html (run_dir may be results/latest) and return its path."""
+    run = load_run(run_dir)
+    path = run.dir / REPORT_NAME
+    tmp = path.with_name(f".{REPORT_NAME}.tmp")
+    tmp.write_text(render_report(run), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def render_report(run: Run) -> str:
+    passed = sum(c.record.verdict == "pass" for c in run.calls)
+    failed = sum(c.record.verdict == "fail" for c in run.calls)
+    summary = (f"{len(run.calls)} call{'s' if len(run.calls) != 1 else ''}: "
+               f"{passed} as expected, {failed} not as expected")
+    if len(run.calls) - passed - failed:
+        summary += f", {len(run.calls) - passed - failed} without an expectation"
+    raw_links = [_link(run.dir, name, name) for name in ("results.json", "junit.xml")
+                 if (run.dir / name).is_file()]
+    header = (f"<header><h1>callwall run {esc(run.run_id)}</h1>"
+              f"<p class=\"lead\">{esc(_describe_run(run.meta))}</p>"
+              f"<p class=\"lead\"><strong>{esc(summary)}</strong>"
+              + (f" · raw data: {' · '.join(raw_links)}" if raw_links else "")
+              + "</p><nav><a href=\"#matrix\">matrix</a> · <a href=\"#calls\">calls</a> · "
+                "<a href=\"#environment\">environment</a></nav></header>")
+    body = [header, _matrix(run), _calls(run), _environment(run.meta)]
+    return page(f"callwall run {run.run_id}", "\n".join(body))
+
+
+def _describe_run(meta: Mapping[str, Any]) -> str:
+    parts = [f"{meta.get('kind') or 'run'}"]
+    if meta.get("topology"):
+        parts.append(f"topology {meta['topology']}")
+    started, finished = number(meta.get("started")), number(meta.get("finished"))
+    if started is not None:
+        parts.append(f"started {_when(started)}")
+    if started is not None and finished is not None:
+        parts.append(f"took {finished - started:.0f} s")
+    return ", ".join(parts)
+
+
+def _matrix(run: Run) -> str:
+    policies = sorted({c.policy for c in run.calls})
+    strategies = sorted({c.strategy for c in run.calls}, key=strategy_order)
+    by_cell: dict[tuple[str, str], list[Call]] = {}
+    for call in run.calls:
+        by_cell.setdefault((call.policy, call.strategy), []).append(call)
+    head = "".join(f"<th scope=\"col\">{esc(s)}</th>" for s in strategies)
+    rows = []
+    for policy in policies:
+        cells = []
+        for strategy in strategies:
+            calls = by_cell.get((policy, strategy), [])
+            if not calls:
+                cells.append("<td class=\"cell notrun\"><span class=\"entry\">not run</span></td>")
+                continue
+            verdicts = {verdict_class(c.record.verdict) for c in calls}
+            css = "fail" if "fail" in verdicts else "pass" if verdicts == {"pass"} else "noexp"
+            entries = "".join(_matrix_entry(c) for c in calls)
+            cells.append(f"<td class=\"cell {css}\">{entries}</td>")
+        rows.append(f"<tr><th scope=\"row\">{esc(policy)}</th>{''.join(cells)}</tr>")
+    if not run.calls:
+        table = "<p class=\"muted\">This run has no call records.</p>"
+    else:
+        table = (f"<table class=\"matrix\"><thead><tr><th scope=\"col\">policy \\ strategy</th>"
+                 f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    legend = ("<p class=\"legend\"><span class=\"swatch pass\"></span> as expected "
+              "<span class=\"swatch fail\"></span> not as expected "
+              "<span class=\"swatch noexp\"></span> no expectation "
+              "<span class=\"swatch notrun\"></span> not run · outcome, E-model MOS, "
+              "PESQ MOS-LQO, setup time; the policy's expectation below</p>")
+    return f"<section id=\"matrix\"><h2>Policy × strategy</h2>{legend}{table}</section>"
+
+
+def _matrix_entry(call: Call) -> str:
+    record = call.record
+    css = verdict_class(record.verdict)
+    mark = {"pass": "✓", "fail": "✗"}.get(css, "–")
+    figures = (f"MOS {_fmt(record.mos, 2)} · PESQ {_pesq_short(call.raw)} · "
+               f"setup {_fmt(record.setup_s, 2, ' s')}")
+    return (f"<a class=\"entry {css}\" href=\"#{call.anchor}\" data-call=\"{esc(call.anchor)}\">"
+            f"<span class=\"verdict\">{mark} {esc(record.verdict.replace('-', ' '))}</span> · "
+            f"<span class=\"outcome\">{esc(record.outcome)}</span>"
+            f"<span class=\"figures\">{esc(figures)}</span>"
+            f"<span class=\"expected\">expected: {esc(_expectation(record))}</span></a>")
+
+
+def _calls(run: Run) -> str:
+    sections = [_call_section(run.dir, call) for call in run.calls]
+    index = "".join(f"<li><a href=\"#{c.anchor}\">{esc(c.title)}</a> "
+                    f"<span class=\"badge {verdict_class(c.record.verdict)}\">"
+                    f"{esc(c.record.verdict)}</span></li>" for c in run.calls)
+    return (f"<section id=\"calls\"><h2>Calls</h2><ul class=\"index\">{index}</ul>"
+            f"{''.join(sections)}</section>")
+
+
+def _call_section(run_dir: Path, call: Call) -> str:
+    record, raw = call.record, call.raw
+    css = verdict_class(record.verdict)
+    heading = (f"<h3>{esc(call.title)} <span class=\"badge {css}\">{esc(record.verdict)}</span>"
+               f" <span class=\"muted\">{esc(record.outcome)}</span></h3>")
+    if record.error:
+        heading += f"<p class=\"error\">error: {esc(record.error)}</p>"
+    parts = [
+        heading,
+        "<div class=\"panels\">",
+        f"<div class=\"wide\"><h4>Key figures</h4>{_key_figures(call)}</div>",
+        f"<div><h4>Censor rule counters</h4>{_counters(raw)}<h4>Events</h4>{_events(raw)}</div>",
+        f"<div><h4>Recordings and files</h4>{_files(run_dir, call)}</div>",
+        "</div>",
+        f"<h4>Timeline</h4>{_timeline_figure(call)}",
+        f"<div class=\"panels\">{_directions(record.directions)}{_faults(record.faults)}</div>",
+    ]
+    return f"<section class=\"call {css}\" id=\"{esc(call.anchor)}\">{''.join(parts)}</section>"
+
+
+def _key_figures(call: Call) -> str:
+    record, raw = call.record, call.raw
+    pair = record.selected_pair
+    path = esc(DASH if not pair else path_text(pair))
+    if pair and (pair.get("local_address") or pair.get("remote_address")):
+        path += (f"<br><span class=\"small muted\">{esc(pair.get('local_address', '?'))} → "
+                 f"{esc(pair.get('remote_address', '?'))}</span>")
+    packets = " / ".join(_count(v) for v in (record.packets_sent, record.packets_received,
+                                             record.packets_lost))
+    rows = [
+        ("outcome", esc(record.outcome)),
+        ("expected", esc(_expectation(record))),
+        ("verdict", esc(record.verdict)),
+        ("selected path", path),
+        ("setup time", esc(_fmt(record.setup_s, 2, " s"))),
+        ("loss", esc(_fmt(record.loss_pct, 1, " %"))),
+        ("jitter", esc(_fmt(record.jitter_ms, 1, " ms"))),
+        ("RTT", esc(_fmt(record.rtt_ms, 1, " ms"))),
+        ("bitrate", esc(_fmt(record.bitrate_kbps, 1, " kbit/s"))),
+        ("MOS (E-model)", esc(_fmt(record.mos, 2))),
+        ("PESQ MOS-LQO", esc(_pesq_long(raw))),
+        ("packets sent / received / lost", esc(packets)),
+        ("failure", esc(_failure(raw))),
+    ]
+    body = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<table class=\"figures\">{body}</table>"
+
+
+def _expectation(record: CallRecord) -> str:
+    return expected_text(record) if record.expected else "none"
+
+
+def _failure(raw: Mapping[str, Any]) -> str:
+    if "failure_kind" not in raw and "failed_at_s" not in raw:
+        return NOT_RECORDED
+    kind = _text(raw.get("failure_kind"))
+    when = number(raw.get("failed_at_s"))
+    if not kind and when is None:
+        return "none"
+    text = kind or "failed"
+    return text + (f" at {when:.2f} s" if when is not None else " (time not recorded)")
+
+
+def _pesq(raw: Mapping[str, Any]) -> tuple[float | None, str] | None:
+    value = raw.get("pesq")
+    if not isinstance(value, Mapping):
+        return None
+    return number(value.get("mos_lqo")), _text(value.get("status"))
+
+
+def _pesq_short(raw: Mapping[str, Any]) -> str:
+    pesq = _pesq(raw)
+    return DASH if pesq is None else _fmt(pesq[0], 2)
+
+
+def _pesq_long(raw: Mapping[str, Any]) -> str:
+    if "pesq" not in raw:
+        return NOT_RECORDED
+    pesq = _pesq(raw)
+    if pesq is None:
+        return DASH
+    score, status = pesq
+    return _fmt(score, 2) + (f" ({status})" if status else "")
+
+
+def _timeline_figure(call: Call) -> str:
+    raw = call.raw
+    png = timeline_png(raw.get("timeline"), raw.get("timeline_reverse"), raw.get("events"),
+                       failed_at_s=raw.get("failed_at_s"), failure_kind=raw.get("failure_kind"))
+    if png is None:
+        return "<p class=\"note\">no timeline recorded</p>"
+    data = base64.b64encode(png).decode("ascii")
+    return (f"<figure><img class=\"timeline\" src=\"data:image/png;base64,{data}\" "
+            f"width=\"800\" height=\"300\" alt=\"timeline of {esc(call.title)}: packets received "
+            f"and lost per second, MOS and jitter over time\"><figcaption>left: packets received "
+            f"(line) and lost (shaded) per second; right: MOS (blue, left axis) and jitter "
+            f"(orange, right axis). Solid: caller→callee, dashed: callee→caller. Dotted "
+            f"lines: events.</figcaption></figure>")
+
+
+def _events(raw: Mapping[str, Any]) -> str:
+    if "events" not in raw or raw.get("events") is None:
+        return f"<p class=\"muted\">{NOT_RECORDED}</p>"
+    events = [e for e in _list(raw.get("events")) if isinstance(e, Mapping)]
+    if not events:
+        return "<p class=\"muted\">none</p>"
+    events.sort(key=lambda e: number(e.get("t")) or 0.0)
+    rows = [(_fmt(number(e.get("t")), 2, " s"), _text(e.get("kind")) or "?",
+             _text(e.get("detail"))) for e in events]
+    return _table(("t", "kind", "detail"), rows, numeric=(0,), nowrap=(1,))
+
+
+def _counters(raw: Mapping[str, Any]) -> str:
+    counters = raw.get("censor_counters")
+    if not isinstance(counters, list):
+        return f"<p class=\"muted\">{NOT_RECORDED}</p>"
+    rows = [(_text(c.get("rule")) or "?", _count(_int(c.get("packets"))),
+             _count(_int(c.get("bytes")))) for c in counters if isinstance(c, Mapping)]
+    if not rows:
+        return "<p class=\"muted\">no rule counted a packet</p>"
+    return _table(("rule", "packets", "bytes"), rows, numeric=(1, 2))
+
+
+def _directions(directions: Sequence[Direction]) -> str:
+    if not directions:
+        return ""
+    rows = [(f"received by {d.receiver}", _count(d.packets_received), _count(d.packets_lost),
+             _fmt(d.loss_pct, 1), _fmt(d.jitter_ms, 1), _fmt(d.bitrate_kbps, 1),
+             _fmt(d.mos, 2), _fmt(d.r_factor, 1)) for d in directions]
+    table = _table(("direction", "packets", "lost", "loss %", "jitter ms", "kbit/s", "MOS", "R"),
+                   rows, numeric=(1, 2, 3, 4, 5, 6, 7), nowrap=(0,), css="nowrap")
+    return f"<div class=\"fit\"><h4>Per direction</h4>{table}</div>"
+
+
+def _faults(faults: Sequence[Mapping[str, Any]]) -> str:
+    if not faults:
+        return ""
+    rows = []
+    for fault in faults:
+        done = "yes" if fault.get("performed") else "no"
+        detail = _text(fault.get("error")) or _text(fault.get("detail"))
+        rows.append((_text(fault.get("kind")) or "?", done,
+                     _fmt(number(fault.get("started_s")), 2, " s"),
+                     _fmt(number(fault.get("done_s")), 2, " s"),
+                     _fmt(number(fault.get("ended_s")), 2, " s"), detail))
+    table = _table(("fault", "performed", "started", "done", "ended", "detail"), rows,
+                   numeric=(2, 3, 4), nowrap=(0,))
+    return f"<div><h4>Injected faults</h4>{table}</div>"
+
+
+def _files(run_dir: Path, call: Call) -> str:
+    """The call's recordings (with players), capture and raw files, as links
+    relative to the run directory; a path the record names that isn't there
+    (or lies outside the run) is shown, not linked."""
+    files = call.raw.get("files")
+    files = files if isinstance(files, Mapping) else {}
+    items: list[str] = []
+    seen: set[str] = set()
+    named_wav, named_pcap = files.get("received_wav"), files.get("pcap")
+    for name in (named_wav, named_pcap):
+        if isinstance(name, str) and name and _inside(run_dir, name) is None:
+            why = "missing" if _within(run_dir, name) else "outside the run directory"
+            items.append(f"<li>{esc(name)} <span class=\"muted\">({why})</span></li>")
+    listed = [n for n in (named_wav, named_pcap) if isinstance(n, str) and n]
+    wavs = [n for n in listed if _inside(run_dir, n) is not None and n.endswith(WAV_SUFFIXES)]
+    pcaps = [n for n in listed if _inside(run_dir, n) is not None and n not in wavs]
+    others: list[str] = []
+    if call.call_dir is not None:
+        for path in sorted((run_dir / call.call_dir).iterdir()):
+            if not path.is_file():
+                continue
+            rel = f"{call.call_dir}/{path.name}"
+            if path.suffix in WAV_SUFFIXES:
+                wavs.append(rel)
+            elif path.suffix in PCAP_SUFFIXES:
+                pcaps.append(rel)
+            else:
+                others.append(rel)
+    for rel in wavs:
+        key = str(_inside(run_dir, rel))
+        if key in seen:
+            continue
+        seen.add(key)
+        items.append(f"<li>{_link(run_dir, rel, Path(rel).name)}<br><audio controls "
+                     f"preload=\"none\" src=\"{_href(rel)}\"></audio></li>")
+    for rel in pcaps:
+        key = str(_inside(run_dir, rel))
+        if key not in seen:
+            seen.add(key)
+            items.append(f"<li>capture: {_link(run_dir, rel, Path(rel).name)}</li>")
+    if "pcap" in files and named_pcap is None:
+        items.append("<li class=\"muted\">no packet capture</li>")
+    if others:
+        items.append("<li>raw: " + " · ".join(_link(run_dir, rel, Path(rel).name)
+                                                for rel in others) + "</li>")
+    if not items:
+        return f"<p class=\"muted\">no files ({NOT_RECORDED})</p>"
+    return f"<ul class=\"files\">{''.join(items)}</ul>"
+
+
+def _environment(meta: Mapping[str, Any]) -> str:
+    started, finished = number(meta.get("started")), number(meta.get("finished"))
+    run_rows = [
+        ("run", _text(meta.get("run_id")) or DASH),
+        ("kind", _text(meta.get("kind")) or DASH),
+        ("topology", _text(meta.get("topology")) or DASH),
+        ("started", _when(started) if started is not None else DASH),
+        ("finished", _when(finished) if finished is not None else DASH),
+        ("host", _text(meta.get("host")) or DASH),
+        ("kernel", _text(meta.get("kernel")) or DASH),
+        ("results schema", _text(meta.get("schema")) or DASH),
+    ]
+    env = meta.get("environment")
+    parts = [f"<div><h4>Run</h4>{_table(('', ''), run_rows, header=False)}</div>"]
+    if not isinstance(env, Mapping):
+        parts.append(f"<div><h4>Versions, backends, capabilities</h4>"
+                     f"<p class=\"muted\">{NOT_RECORDED}</p></div>")
+    else:
+        if env.get("kernel") and env.get("kernel") != meta.get("kernel"):
+            run_rows.append(("kernel (environment)", _text(env.get("kernel"))))
+            parts[0] = f"<div><h4>Run</h4>{_table(('', ''), run_rows, header=False)}</div>"
+        for title, key in (("Versions", "versions"), ("Backends", "backends")):
+            values = env.get(key)
+            if isinstance(values, Mapping) and values:
+                rows = [(str(k), _text(v) or DASH) for k, v in sorted(values.items())]
+                parts.append(f"<div><h4>{title}</h4>{_table(('name', 'value'), rows)}</div>")
+            else:
+                parts.append(f"<div><h4>{title}</h4><p class=\"muted\">{NOT_RECORDED}</p></div>")
+        parts.append(f"<div><h4>Capabilities</h4>{_capabilities(env.get('capabilities'))}</div>")
+    return (f"<section id=\"environment\"><h2>Environment</h2><div class=\"columns\">"
+            f"{''.join(parts)}</div></section>")
+
+
+def _capabilities(value: object) -> str:
+    if not isinstance(value, list):
+        return f"<p class=\"muted\">{NOT_RECORDED}</p>"
+    rows = []
+    for item in value:
+        if not isinstance(item, Mapping):
+            continue
+        status = _text(item.get("status")) or "?"
+        css = "pass" if status == "ok" else "fail" if status == "missing" else "noexp"
+        rows.append(f"<tr><td>{esc(_text(item.get('name')) or '?')}</td>"
+                    f"<td class=\"status {css}\">{esc(status)}</td>"
+                    f"<td>{esc(_text(item.get('detail')))}</td></tr>")
+    if not rows:
+        return "<p class=\"muted\">none</p>"
+    return ("<table><thead><tr><th>name</th><th>status</th><th>detail</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+# ---------------------------------------------------------------- HTML helpers
+
+STYLE = """
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Arial,
+  sans-serif; color: #1d2329; background: #fff; max-width: 1200px; margin: 0 auto;
+  padding: 1.5rem 2rem 3rem; }
+h1 { font-size: 1.6rem; margin: 0 0 .3rem; }
+h2 { font-size: 1.25rem; margin: 2.2rem 0 .8rem; padding-bottom: .3rem;
+  border-bottom: 1px solid #d0d7de; }
+h3 { font-size: 1.1rem; margin: 0 0 .6rem; }
+table + h3, ul + h3, p + h3 { margin-top: 1.4rem; }
+h4 { font-size: .95rem; margin: 1rem 0 .4rem; color: #444c56; }
+a { color: #0b5cad; }
+p.lead { margin: .2rem 0; }
+nav { margin-top: .6rem; }
+table { border-collapse: collapse; margin: .2rem 0; }
+th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.figures th { white-space: nowrap; }
+table.matrix td.cell { padding: 0; min-width: 12rem; }
+table.matrix th[scope=row] { white-space: nowrap; }
+a.entry, span.entry { display: block; padding: .45rem .6rem; color: inherit;
+  text-decoration: none; }
+a.entry + a.entry { border-top: 1px solid #d0d7de; }
+a.entry:hover { outline: 2px solid #0b5cad; outline-offset: -2px; }
+.entry .verdict { font-weight: 700; }
+.entry .outcome { font-weight: 600; }
+.entry .figures, .entry .expected { display: block; font-size: .85rem;
+  font-variant-numeric: tabular-nums; }
+.entry .expected { color: #57606a; }
+.pass { background: #dff3e4; }
+.fail { background: #fbe1e1; }
+.noexp { background: #eef0f2; }
+.notrun { background: #fafafa; color: #8c959f; }
+td.cell.pass { border-left: 5px solid #1e7b34; }
+td.cell.fail { border-left: 5px solid #b42318; }
+td.cell.noexp { border-left: 5px solid #8c959f; }
+.entry.pass .verdict { color: #1e7b34; }
+.entry.fail .verdict { color: #b42318; }
+.swatch { display: inline-block; width: .9em; height: .9em; vertical-align: -.1em;
+  border: 1px solid #d0d7de; margin-left: .6em; }
+.legend { font-size: .85rem; color: #57606a; }
+.badge { display: inline-block; padding: 0 .45rem; border-radius: 3px; font-size: .8rem;
+  font-weight: 600; color: #fff; vertical-align: .1em; }
+.badge.pass { background: #1e7b34; }
+.badge.fail { background: #b42318; }
+.badge.noexp { background: #6e7781; }
+ul.index { columns: 3 16rem; padding-left: 1.2rem; }
+section.call { border: 1px solid #d0d7de; border-left-width: 6px; border-radius: 4px;
+  padding: 1rem 1.2rem; margin: 1.2rem 0; background: #fff; }
+section.call.pass { border-left-color: #1e7b34; }
+section.call.fail { border-left-color: #b42318; }
+section.call.noexp { border-left-color: #8c959f; }
+.columns { display: flex; flex-wrap: wrap; gap: 0 2.5rem; }
+.columns > div { min-width: 18rem; }
+.panels { display: flex; flex-wrap: wrap; gap: 0 2rem; }
+.panels > div { flex: 1 1 17rem; min-width: 0; }
+.panels > div.wide { flex: 1.5 1 24rem; }
+.panels > div.fit { flex: 0 0 auto; }
+.nowrap, table.nowrap th { white-space: nowrap; }
+table.figures { width: 100%; }
+.small { font-size: .8rem; }
+.muted, .note { color: #6e7781; }
+.note { font-style: italic; border: 1px dashed #d0d7de; padding: .6rem .8rem;
+  display: inline-block; margin: 0; }
+.error { color: #b42318; margin: 0 0 .4rem; }
+figure { margin: 0; }
+img.timeline { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
+figcaption { font-size: .8rem; color: #57606a; }
+ul.files { padding-left: 1.2rem; margin: .2rem 0; }
+ul.files li { margin: .25rem 0; }
+audio { height: 2rem; margin-top: .2rem; }
+td.status { font-weight: 600; }
+tr.changed td:first-child { font-weight: 700; }
+footer { margin-top: 3rem; font-size: .8rem; color: #6e7781; }
+"""
+
+
+def page(title: str, body: str, footer: str = "Generated by callwall from results.json.") -> str:
+    """A complete, self-contained HTML page."""
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{esc(title)}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}\n"
+            f"<footer>{esc(footer)}</footer>\n</body>\n</html>\n")
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (),
+           header: bool = True, nowrap: Sequence[int] = (), css: str = "") -> str:
+    """A table of text cells; `numeric` columns are right-aligned, `nowrap` ones don't wrap."""
+    head = ("<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr></thead>"
+            if header else "")
+    body = []
+    for row in rows:
+        cells = []
+        for i, cell in enumerate(row):
+            if not header and i == 0:
+                cells.append(f"<th scope=\"row\">{esc(cell)}</th>")
+            else:
+                classes = " ".join(name for name, columns in (("num", numeric),
+                                                              ("nowrap", nowrap)) if i in columns)
+                cells.append(f"<td class=\"{classes}\">{esc(cell)}</td>" if classes
+                             else f"<td>{esc(cell)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    attr = f" class=\"{css}\"" if css else ""
+    return f"<table{attr}>{head}<tbody>{''.join(body)}</tbody></table>"
+
+
+def _within(run_dir: Path, rel: str) -> bool:
+    """Whether the relative path `rel` stays inside the run directory."""
+    if not rel or rel.startswith(("/", "\\")) or "\\" in rel or ":" in rel:
+        return False
+    return (run_dir / rel).resolve().is_relative_to(run_dir.resolve())
+
+
+def _inside(run_dir: Path, rel: str) -> Path | None:
+    """The file `rel` names inside the run directory, or None when it is
+    absolute, escapes the directory or does not exist."""
+    if not _within(run_dir, rel):
+        return None
+    path = (run_dir / rel).resolve()
+    return path if path.is_file() else None
+
+
+def _href(rel: str) -> str:
+    return esc(quote(rel, safe="/"))
+
+
+def _link(run_dir: Path, rel: str, text: str) -> str:
+    if _inside(run_dir, rel) is None:
+        return f"{esc(text)} <span class=\"muted\">(missing)</span>"
+    return f"<a href=\"{_href(rel)}\">{esc(text)}</a>"
+
+
+def _call_dir(run_dir: Path, record: CallRecord) -> str | None:
+    for name in (record.call_id, f"{record.policy}--{record.strategy}"):
+        if name and "/" not in name and name not in (".", "..") \
+                and (run_dir / "calls" / name).is_dir():
+            return f"calls/{name}"
+    return None
+
+
+def _fmt(value: float | None, digits: int, unit: str = "") -> str:
+    return DASH if value is None else number_text(value, digits) + unit
+
+
+def _count(value: int | None) -> str:
+    return DASH if value is None else str(value)
+
+
+def _when(epoch: float) -> str:
+    try:
+        moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
+    except (OverflowError, OSError, ValueError):
+        return str(epoch)
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-") or "call"
+
+
+def _unique(anchor: str, taken: set[str]) -> str:
+    candidate, n = anchor, 2
+    while candidate in taken:
+        candidate, n = f"{anchor}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    finite = number(value)
+    return None if finite is None else int(finite)
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _mapping(value: object) -> dict[str, Any] | None:
+    return dict(value) if isinstance(value, Mapping) and value else None
+
+
+def _expectation_dict(value: object) -> dict[str, Any] | None:
+    if not isinstance(value, Mapping) or "outcome" not in value:
+        return None
+    return dict(value)
+
+
+def _direction(raw: Mapping[str, Any]) -> Direction:
+    return Direction(receiver=_text(raw.get("receiver")) or "?",
+                     packets_received=_int(raw.get("packets_received")),
+                     packets_lost=_int(raw.get("packets_lost")),
+                     loss_pct=number(raw.get("loss_pct")), jitter_ms=number(raw.get("jitter_ms")),
+                     bitrate_kbps=number(raw.get("bitrate_kbps")), mos=number(raw.get("mos")),
+                     r_factor=number(raw.get("r_factor")))

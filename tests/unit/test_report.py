@@ -1,0 +1,432 @@
+"""report.html from synthetic run directories (and from a copy of the real
+results/latest/results.json when there is one): well-formed, self-contained,
+one matrix entry per call coloured by its verdict, one embedded plot per call
+with a timeline, links that resolve, missing fields shown as not recorded."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import struct
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+
+from harness import paths
+from harness.report.html import ReportError, load_run, write_report
+from harness.report.plots import timeline_png
+
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- synthetic runs
+
+def timeline(seconds: int, lossy: range = range(0), mos: float | None = 4.3,
+             rate: int = 50) -> list[dict[str, Any]]:
+    samples = []
+    for t in range(seconds):
+        lost = rate // 2 if t in lossy else 0
+        samples.append({"t": float(t), "sent": rate, "received": rate - lost, "lost": lost,
+                        "jitter_ms": 8.0 if t in lossy else 1.5 + (t % 3) * 0.2,
+                        "bitrate_kbps": 100.0 if t not in lossy else 50.0,
+                        "mos": (2.1 if t in lossy else mos) if mos is not None else None})
+    return samples
+
+
+DEFAULT_EXPECTATION = {"outcome": "connects", "min_mos": 4.0}
+
+
+def make_record(policy: str, strategy: str, *, outcome: str = "connects",
+                verdict: str = "pass", expected: dict[str, Any] | None = DEFAULT_EXPECTATION,
+                mos: float | None = 4.38, **extra: Any) -> dict[str, Any]:
+    """A call record as results.json holds it (CallRecord.to_dict()), plus `extra`."""
+    connected = outcome != "fails"
+    direction = {"packets_received": 305 if connected else None,
+                 "packets_lost": 0 if connected else None,
+                 "loss_pct": 0.0 if connected else None, "jitter_ms": 1.6 if connected else None,
+                 "bitrate_kbps": 100.1 if connected else None, "mos": mos,
+                 "r_factor": 91.8 if mos else None}
+    record: dict[str, Any] = {
+        "topology": "ru-to-abroad", "policy": policy, "strategy": strategy,
+        "connected": connected, "setup_s": 0.81 if connected else None,
+        "loss_pct": 0.0 if connected else None, "jitter_ms": 1.6 if connected else None,
+        "rtt_ms": 3.1 if connected else None, "mos": mos,
+        "expected": expected,
+        "verdict": verdict, "outcome": outcome,
+        "packets_sent": 305, "packets_received": 610 if connected else 0,
+        "packets_lost": 0 if connected else None, "bitrate_kbps": 100.1 if connected else None,
+        "selected_pair": {"local_type": "host", "local_protocol": "udp",
+                          "local_address": "100.64.1.2:46958", "remote_type": "srflx",
+                          "remote_protocol": "udp", "remote_address": "198.18.4.2:57514",
+                          "local_relay_protocol": None} if connected else None,
+        "error": None if connected else "ice-failed",
+        "directions": [dict(direction, receiver="caller"), dict(direction, receiver="callee")],
+        "run_id": "cwtest01", "call_id": f"{policy}--{strategy}", "finished_at": 1795893406.5,
+    }
+    record.update(extra)
+    return record
+
+
+def call_files(policy: str, strategy: str, pcap: bool = True) -> dict[str, Any]:
+    base = f"calls/{policy}--{strategy}"
+    return {"received_wav": f"{base}/callee-received.wav",
+            "pcap": f"{base}/capture.pcap" if pcap else None}
+
+
+def synthetic_records() -> list[dict[str, Any]]:
+    """Passing, failing and unexpected calls; optional fields full, null and absent."""
+    return [
+        # Everything recorded, a clean call.
+        make_record(
+            "baseline", "direct",
+            timeline=timeline(12), timeline_reverse=timeline(12, mos=4.4),
+            events=[{"t": 0.8, "kind": "connected", "detail": "host/udp -> srflx"}],
+            pesq={"mos_lqo": 4.12, "status": "ok"}, files=call_files("baseline", "direct"),
+            censor_counters=[{"rule": "accept-established", "packets": 1210, "bytes": 190000}],
+            failure_kind=None, failed_at_s=None),
+        # Expected to fail and failed: no timeline, a failure time, a WAV that isn't there.
+        make_record(
+            "dpi-stun-drop", "direct", outcome="fails", mos=None,
+            expected={"outcome": "fails"}, timeline=None, timeline_reverse=None,
+            events=[{"t": 10.2, "kind": "failed", "detail": "ice-failed"}], pesq=None,
+            files={"received_wav": "calls/dpi-stun-drop--direct/callee-received.wav",
+                   "pcap": None},
+            censor_counters=[{"rule": "drop-stun", "packets": 37, "bytes": 4100}],
+            failure_kind="ice-failed", failed_at_s=10.2),
+        # Not as expected: degraded mid-call by a policy swap; a few junk samples.
+        make_record(
+            "udp-throttle", "turn-udp", outcome="degraded", verdict="fail", mos=2.1,
+            timeline=[*timeline(15, lossy=range(5, 10)), "junk", {"t": None}, {"sent": 3}],
+            events=[{"t": 0.7, "kind": "connected", "detail": "relay/udp"},
+                    {"t": 5.0, "kind": "policy-swap", "detail": "udp-throttle"},
+                    {"t": 9.1, "kind": "ice-restart", "detail": ""},
+                    {"t": 9.5, "kind": "path-change", "detail": "relay/tcp"},
+                    {"t": 9.6, "kind": "fault", "detail": "<script>alert(1)</script>"}],
+            pesq={"mos_lqo": None, "status": "skipped: no reference"},
+            files=call_files("udp-throttle", "turn-udp"), censor_counters=[],
+            failure_kind=None, failed_at_s=None,
+            faults=[{"fault": {"kind": "policy-swap"}, "kind": "policy-swap", "performed": True,
+                     "started_s": 5.0, "done_s": 5.02, "ended_s": None, "detail": "swapped",
+                     "error": None}]),
+        # An old-style record: none of the optional fields; its files are discovered.
+        make_record("relay-block", "turn-tls-443"),
+        # Every optional field present but null; figures missing too.
+        make_record(
+            "relay-block", "direct", mos=None, setup_s=None, selected_pair=None, directions=[],
+            verdict="fail", timeline=None, timeline_reverse=None, events=None, pesq=None,
+            files=None, censor_counters=None, failure_kind=None, failed_at_s=None),
+        # No expectation; named files outside the run directory must not be linked.
+        make_record(
+            "baseline", "turn-udp", expected=None, verdict="no-expectation",
+            timeline=[], events=[], files={"received_wav": "../outside.wav",
+                                           "pcap": "/etc/passwd"}),
+    ]
+
+
+ENVIRONMENT = {
+    "kernel": "6.1.0-test", "versions": {"python": "3.11.2", "aiortc": "1.9.0"},
+    "backends": {"lab": "mininet", "censor": "nftables"},
+    "capabilities": [{"name": "root", "status": "ok", "detail": ""},
+                     {"name": "tcpdump", "status": "missing", "detail": "Debian package tcpdump"}],
+}
+
+
+def build_run(root: Path, records: list[dict[str, Any]] | None = None,
+              environment: dict[str, Any] | None = None, name: str = "run1") -> Path:
+    """A run directory as `make scenarios` leaves it: results.json, junit.xml and,
+    per call, calls/<policy>--<strategy>/ with its JSON, logs and recordings."""
+    run_dir = root / name
+    run_dir.mkdir(parents=True)
+    records = synthetic_records() if records is None else records
+    meta: dict[str, Any] = {"schema": 1, "run_id": f"cw{name}", "kind": "scenarios",
+                            "topology": "ru-to-abroad", "started": 1795893390.9,
+                            "finished": 1795893442.8, "host": "vm", "kernel": "6.1.0-test"}
+    if environment is not None:
+        meta["environment"] = environment
+    (run_dir / "results.json").write_text(json.dumps({**meta, "calls": records}, indent=2))
+    (run_dir / "junit.xml").write_text("<testsuites/>\n")
+    (root / "outside.wav").write_bytes(b"RIFF")
+    for record in records:
+        call_dir = run_dir / "calls" / f"{record['policy']}--{record['strategy']}"
+        call_dir.mkdir(parents=True, exist_ok=True)
+        for name_ in ("caller.json", "callee.json", "record.json"):
+            (call_dir / name_).write_text("{}\n")
+        for name_ in ("caller.log", "callee.log"):
+            (call_dir / name_).write_text("")
+        if record["connected"]:
+            for name_ in ("caller-received.wav", "callee-received.wav"):
+                (call_dir / name_).write_bytes(b"RIFF\x24\x00\x00\x00WAVE")
+        files = record.get("files") if isinstance(record.get("files"), dict) else {}
+        if isinstance(files.get("pcap"), str) and not files["pcap"].startswith(("/", "..")):
+            (run_dir / files["pcap"]).write_bytes(b"\xd4\xc3\xb2\xa1")
+    return run_dir
+
+
+# ---------------------------------------------------------------- reading the page back
+
+class Page(HTMLParser):
+    """The bits of the page the tests look at, and whether its tags nest."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.ids: list[str] = []
+        self.elements: list[tuple[str, dict[str, str]]] = []
+        self.text: list[str] = []
+        self.feed(text)
+        self.close()
+        if self.stack:
+            self.errors.append(f"unclosed: {self.stack}")
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        self.elements.append((tag, values))
+        if "id" in values:
+            self.ids.append(values["id"])
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, {k: v or "" for k, v in attrs}))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes {self.stack[-1:] or 'nothing'}")
+            return
+        self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def find(self, tag: str, css: str | None = None) -> list[dict[str, str]]:
+        return [attrs for t, attrs in self.elements
+                if t == tag and (css is None or css in attrs.get("class", "").split())]
+
+
+def read_page(path: Path) -> tuple[str, Page]:
+    text = path.read_text(encoding="utf-8")
+    page = Page(text)
+    assert page.errors == []
+    return text, page
+
+
+def section(text: str, anchor: str) -> str:
+    match = re.search(rf'<section class="call [a-z]+" id="{re.escape(anchor)}">(.*?)</section>',
+                      text, re.S)
+    assert match, anchor
+    return match.group(1)
+
+
+def check_self_contained(text: str, page: Page, run_dir: Path) -> None:
+    """No web reference, every link and source a file of the run or an anchor."""
+    assert not re.search(r"https?://", text, re.I)
+    assert "<link" not in text and "<script" not in text and "@import" not in text
+    ids = set(page.ids)
+    assert len(ids) == len(page.ids), "duplicate ids"
+    for tag, attrs in page.elements:
+        for attr in ("href", "src"):
+            target = attrs.get(attr)
+            if target is None:
+                continue
+            if target.startswith("#"):
+                assert target[1:] in ids, target
+            elif target.startswith("data:"):
+                assert tag == "img" and target.startswith("data:image/png;base64,")
+            else:
+                assert ":" not in target and not target.startswith("/"), target
+                resolved = (run_dir / unquote(target)).resolve()
+                assert resolved.is_relative_to(run_dir.resolve()), target
+                assert resolved.is_file(), target
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data.startswith(PNG_MAGIC)
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+# ---------------------------------------------------------------- the report
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return build_run(tmp_path, environment=ENVIRONMENT)
+
+
+def test_report_is_well_formed_and_self_contained(run_dir: Path) -> None:
+    path = write_report(run_dir)
+    assert path == run_dir.resolve() / "report.html"
+    text, page = read_page(path)
+    check_self_contained(text, page, run_dir)
+    assert text.startswith("<!DOCTYPE html>")
+    assert "<script>alert(1)</script>" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_matrix_has_one_entry_per_call_coloured_by_verdict(run_dir: Path) -> None:
+    text, page = read_page(write_report(run_dir))
+    records = synthetic_records()
+    entries = page.find("a", "entry")
+    assert len(entries) == len(records)
+    expected = {f"call-{r['policy']}--{r['strategy']}":
+                {"pass": "pass", "fail": "fail"}.get(r["verdict"], "noexp") for r in records}
+    got = {e["data-call"]: (set(e["class"].split()) & {"pass", "fail", "noexp"}).pop()
+           for e in entries}
+    assert got == expected
+    # Rows are policies, columns the strategies run; pairs that weren't run are marked.
+    cells = page.find("td", "cell")
+    assert len(cells) == 4 * 3  # 4 policies × 3 strategies
+    assert len(page.find("td", "notrun")) == 12 - len(records)
+    by_class = [(set(c["class"].split()) - {"cell"}).pop() for c in cells]
+    assert sorted(by_class) == ["fail"] * 2 + ["noexp"] + ["notrun"] * 6 + ["pass"] * 3
+    header = re.search(r'<table class="matrix"><thead><tr>(.*?)</tr>', text, re.S)
+    assert header and re.findall(r"<th scope=\"col\">([^<]*)</th>", header.group(1))[1:] == [
+        "direct", "turn-udp", "turn-tls-443"]
+
+
+def test_one_plot_per_call_with_a_timeline(run_dir: Path) -> None:
+    text, page = read_page(write_report(run_dir))
+    images = [i for i in page.find("img") if i["src"].startswith("data:image/png;base64,")]
+    assert len(images) == 2  # baseline--direct and udp-throttle--turn-udp
+    for image in images:
+        data = base64.b64decode(image["src"].split(",", 1)[1], validate=True)
+        width, height = png_size(data)
+        assert 600 <= width <= 1000 and 200 <= height <= 400
+    for anchor in ("call-baseline--direct", "call-udp-throttle--turn-udp"):
+        assert "data:image/png;base64," in section(text, anchor)
+    for anchor in ("call-dpi-stun-drop--direct", "call-relay-block--turn-tls-443",
+                   "call-relay-block--direct", "call-baseline--turn-udp"):
+        body = section(text, anchor)
+        assert "no timeline recorded" in body and "<img" not in body
+
+
+def test_key_figures_and_missing_fields(run_dir: Path) -> None:
+    text, _ = read_page(write_report(run_dir))
+    full = section(text, "call-baseline--direct")
+    assert "host/udp-&gt;srflx" in full and "4.12 (ok)" in full
+    assert "accept-established" in full and "1210" in full
+    assert '<audio controls preload="none" src="calls/baseline--direct/callee-received.wav">' \
+        in full
+    assert 'href="calls/baseline--direct/capture.pcap"' in full
+    failed = section(text, "call-dpi-stun-drop--direct")
+    assert "ice-failed at 10.20 s" in failed and "drop-stun" in failed
+    assert "callee-received.wav <span class=\"muted\">(missing)</span>" in failed
+    assert "no packet capture" in failed and "<audio" not in failed
+    old = section(text, "call-relay-block--turn-tls-443")
+    # Absent fields are "not recorded"; its recordings are found in its call directory.
+    assert old.count("not recorded") >= 4
+    assert 'src="calls/relay-block--turn-tls-443/caller-received.wav"' in old
+    nulls = section(text, "call-relay-block--direct")
+    assert "<td>—</td>" in nulls and "error" not in nulls.split("Key figures")[0]
+    lossy = section(text, "call-udp-throttle--turn-udp")
+    assert "— (skipped: no reference)" in lossy and "no rule counted a packet" in lossy
+    assert "policy-swap" in lossy and "Injected faults" in lossy
+    outside = section(text, "call-baseline--turn-udp")
+    assert "../outside.wav <span class=\"muted\">(outside the run directory)" in outside
+    assert "/etc/passwd <span class=\"muted\">(outside the run directory)" in outside
+    assert 'href="../outside.wav"' not in outside and 'href="/etc/passwd"' not in outside
+    assert "<th scope=\"row\">expected</th><td>none</td>" in outside
+
+
+def test_environment_table(run_dir: Path) -> None:
+    text, page = read_page(write_report(run_dir))
+    env = text.split('id="environment"', 1)[1]
+    for word in ("ru-to-abroad", "6.1.0-test", "aiortc", "1.9.0", "nftables", "tcpdump"):
+        assert word in env
+    statuses = page.find("td", "status")
+    assert [s["class"] for s in statuses] == ["status pass", "status fail"]
+
+
+def test_without_environment_it_says_not_recorded(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path, records=[make_record("baseline", "direct")])
+    text, page = read_page(write_report(run_dir))
+    check_self_contained(text, page, run_dir)
+    env = text.split('id="environment"', 1)[1]
+    assert "not recorded" in env and "vm" in env
+
+
+def test_latest_link_and_results_json_name_the_same_run(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path)
+    (tmp_path / "latest").symlink_to(run_dir.name)
+    assert write_report(tmp_path / "latest") == run_dir.resolve() / "report.html"
+    assert write_report(run_dir / "results.json") == run_dir.resolve() / "report.html"
+    assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_empty_run_and_unreadable_runs(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path, records=[])
+    text, page = read_page(write_report(run_dir))
+    assert "no call records" in text and page.find("a", "entry") == []
+    with pytest.raises(ReportError, match="no such run directory"):
+        write_report(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match="no results.json"):
+        write_report(tmp_path / "empty")
+    (tmp_path / "empty" / "results.json").write_text("{not json")
+    with pytest.raises(ReportError, match="unreadable"):
+        write_report(tmp_path / "empty")
+
+
+def test_hostile_values_do_not_break_the_page(tmp_path: Path) -> None:
+    weird = make_record("p<o>l \"icy\"", "direct", mos="high", setup_s=True, expected=[1],
+                        timeline={"t": 1}, events="boom", pesq=[4.0], files="x.wav",
+                        censor_counters={"rule": "r"}, failed_at_s="soon",
+                        directions=["x", {"receiver": None, "mos": "?"}])
+    weird.pop("outcome")
+    run_dir = build_run(tmp_path, records=[weird, make_record("p<o>l \"icy\"", "direct")])
+    text, page = read_page(write_report(run_dir))
+    check_self_contained(text, page, run_dir)
+    assert len(page.find("a", "entry")) == 2
+    assert "p&lt;o&gt;l &quot;icy&quot;" in text
+
+
+def test_real_results_json(tmp_path: Path) -> None:
+    source = paths.RESULTS / "latest" / "results.json"
+    if not source.is_file():
+        pytest.skip(f"no real run to report on ({source} is absent)")
+    run_dir = tmp_path / "real"
+    run_dir.mkdir()
+    shutil.copy(source, run_dir / "results.json")
+    calls = json.loads(source.read_text())["calls"]
+    text, page = read_page(write_report(run_dir))
+    check_self_contained(text, page, run_dir)
+    entries = page.find("a", "entry")
+    assert len(entries) == len(calls)
+    verdicts = sorted({"pass": "pass", "fail": "fail"}.get(c["verdict"], "noexp") for c in calls)
+    assert sorted((set(e["class"].split()) - {"entry"}).pop() for e in entries) == verdicts
+    with_timeline = sum(bool(c.get("timeline") or c.get("timeline_reverse")) for c in calls)
+    assert len([i for i in page.find("img") if i["src"].startswith("data:")]) == with_timeline
+    assert len(load_run(run_dir).calls) == len(calls)
+
+
+# ---------------------------------------------------------------- plots
+
+def test_plot_is_a_small_deterministic_png() -> None:
+    events = [{"t": 5.0, "kind": "policy-swap", "detail": ""},
+              {"t": 5.2, "kind": "mystery", "detail": ""}]
+    first = timeline_png(timeline(15, lossy=range(5, 9)), timeline(15), events,
+                         failed_at_s=14.0, failure_kind="media-stalled")
+    again = timeline_png(timeline(15, lossy=range(5, 9)), timeline(15), events,
+                         failed_at_s=14.0, failure_kind="media-stalled")
+    assert first is not None and first == again
+    assert png_size(first) == (800, 300)
+    assert len(first) < 200_000
+
+
+def test_plot_of_nothing_is_none_and_one_direction_is_enough() -> None:
+    assert timeline_png(None) is None
+    assert timeline_png([]) is None
+    assert timeline_png(["junk", {"t": "x"}, {"received": 3}], None, [{"t": 1}]) is None
+    only_reverse = timeline_png(None, timeline(3, mos=None))
+    assert only_reverse is not None and png_size(only_reverse) == (800, 300)
+    single = timeline_png([{"t": 0, "received": None, "lost": None}])
+    assert single is not None
