@@ -225,7 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
     _require_lab_capabilities()
     install_stop_handlers()
-    settings = CallSettings(media_seconds=args.seconds, setup_timeout_s=args.setup_timeout)
+    settings = CallSettings(media_seconds=args.seconds, setup_timeout_s=args.setup_timeout,
+                            record_audio=not args.no_audio, capture_pcap=not args.no_pcap)
     with Lab.create(topology_file) as lab:
         lab.up(progress=True)
         results_dir = new_results_dir(paths.RESULTS, lab.run_id)
@@ -282,6 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--seconds", type=float, default=6.0, help="media seconds (default 6)")
     run.add_argument("--setup-timeout", type=float, default=15.0)
     run.add_argument("--json", action="store_true", help="print the record as JSON")
+    run.add_argument("--no-audio", action="store_true",
+                     help="do not record received audio (no WAV, no PESQ)")
+    run.add_argument("--no-pcap", action="store_true", help="no pcap of the censor")
     run.set_defaults(handler=cmd_run)
     _report_command(sub)
     validate = sub.add_parser("validate", help="check topology and policy files")
