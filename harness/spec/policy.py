@@ -7,6 +7,7 @@ binds to addresses; real-world prefixes belong in the provenance text only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +20,12 @@ from harness.spec.schema import (
     locate,
     parse_dataclass,
     register_scalar,
+    shorten,
 )
 
 STRATEGIES: tuple[str, ...] = ("direct", "turn-udp", "turn-tcp", "turn-tls-443")
 MAX_RULES = 200
+PORT_RANGE = re.compile(r"\s*([0-9]{1,5})\s*(?:-\s*([0-9]{1,5})\s*)?", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -35,10 +38,11 @@ class PortRange:
 
 
 def _parse_port_range(text: str) -> PortRange:
-    parts = text.split("-")
-    if len(parts) > 2 or not all(p.strip().isdigit() for p in parts):
-        raise ValueError(f"{text!r} is not a port or a port range like 3478-3497")
-    first, last = int(parts[0]), int(parts[-1])
+    found = PORT_RANGE.fullmatch(text)  # ASCII digits only: int() also reads '٣٤٧٨'
+    if found is None:
+        raise ValueError(f"{shorten(repr(text))} is not a port or a port range like 3478-3497")
+    first = int(found[1])
+    last = int(found[2] or found[1])
     if not (1 <= first <= last <= 65535):
         raise ValueError(f"{text!r}: ports run from 1 to 65535, low before high")
     return PortRange(first, last)
@@ -61,8 +65,8 @@ class Provenance:
 class Match:
     protocol: Literal["udp", "tcp", "any"] = "any"
     direction: Literal["upstream", "downstream", "both"] = "both"
-    dst_set: str | None = None
-    src_set: str | None = None
+    dst_set: str | None = field(default=None, metadata={"check": check_name})
+    src_set: str | None = field(default=None, metadata={"check": check_name})
     dst_ports: list[PortRange] = field(default_factory=list)
     src_ports: list[PortRange] = field(default_factory=list)
 
@@ -192,5 +196,5 @@ def _check_rule_sets(rule: Rule, loc: Located, known_sets: Collection[str]) -> N
         if name is not None and name not in known_sets:
             known = ", ".join(sorted(known_sets)) or "none"
             raise locate(loc, key).error(
-                f"set {name!r} is not bound by the topology (it binds: {known})"
+                f"set {shorten(repr(name))} is not bound by the topology (it binds: {known})"
             )

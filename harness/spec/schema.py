@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import stat
 import types
 import typing
 from collections.abc import Callable
@@ -23,10 +24,22 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 import yaml
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 
-MAX_SPEC_BYTES = 1_000_000
-NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
+MAX_SPEC_BYTES = 256_000  # shipped specs are ~4 kB; PyYAML takes ~2 s on this much
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,30}")  # whole value: use fullmatch
 MAX_INT = 10**9
+MAX_DEPTH = 20  # specs nest about 5 deep; the YAML composer recurses per level
+MAX_NUMBER_CHARS = 32
+MAX_TOKEN_CHARS = 64  # addresses, networks, port ranges
+YAML_TAG = "tag:yaml.org,2002:"
+INT_TAG = "tag:yaml.org,2002:int"
+FLOAT_TAG = "tag:yaml.org,2002:float"
+# Plain decimal only: YAML 1.1 also reads 010 as 8, 0x1F, 0b11 and 1:30 (= 90).
+DECIMAL_INT = re.compile(r"[-+]?(?:0|[1-9][0-9_]*)", re.ASCII)
+DECIMAL_FLOAT = re.compile(r"[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?",
+                           re.ASCII)
+EXPONENT_WITHOUT_DOT = re.compile(r"[-+]?[0-9]+[eE][-+]?[0-9]+", re.ASCII)
 
 
 class SpecError(Exception):
@@ -64,6 +77,8 @@ class Located:
         if isinstance(key, int):
             path = f"{self.path}[{key}]"
         else:
+            if not (key and key.isprintable() and len(key) <= 40):
+                key = shorten(repr(key))  # no terminal escapes or megabyte keys in messages
             path = f"{self.path}.{key}" if self.path else key
         return Located(node, path, self.file)
 
@@ -77,40 +92,67 @@ def register_scalar(kind: type, parser: ScalarParser) -> None:
     SCALAR_PARSERS[kind] = parser
 
 
+def shorten(text: str, limit: int = 60) -> str:
+    """User text for an error message, cut to a readable length."""
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_name(value: str) -> None:
     """Names become parts of file paths and process names: keep them tame."""
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
-            f"{value!r} is not a valid name (lower-case letters, digits and '-', "
+            f"{shorten(repr(value))} is not a valid name (lower-case letters, digits and '-', "
             "starting with a letter, at most 31 characters)"
         )
 
 
 def load_yaml_node(path: Path) -> Located:
-    """Read and compose one YAML file, refusing oversized or multi-document input."""
+    """Read and compose one YAML file, refusing special files, oversized files and
+    text that is not UTF-8; `compose_text` refuses the rest."""
     shown = str(path)
     try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise SpecError(shown, None, "", f"cannot read: {exc.strerror}") from None
-    if size > MAX_SPEC_BYTES:
-        raise SpecError(shown, None, "", f"file is {size} bytes; specs are limited to "
-                        f"{MAX_SPEC_BYTES} bytes")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(shown, None, "", "not a regular file")
+        if info.st_size > MAX_SPEC_BYTES:
+            raise _oversized(shown, info.st_size)
+        with path.open("rb") as stream:
+            data = stream.read(MAX_SPEC_BYTES + 1)  # the file may have grown since stat
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise SpecError(shown, None, "", f"cannot read: {reason}") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise _oversized(shown, len(data))
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SpecError(shown, None, "", f"not UTF-8 text ({exc.reason})") from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SpecError(shown, line, "", f"not UTF-8 text ({exc.reason})") from None
     return compose_text(text, shown)
+
+
+def _oversized(shown: str, size: int) -> SpecError:
+    return SpecError(shown, None, "", f"file is {size} bytes or more; specs are limited to "
+                     f"{MAX_SPEC_BYTES} bytes")
 
 
 def compose_text(text: str, shown: str) -> Located:
     try:
-        _refuse_aliases(text, shown)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _SpecLoader(text, shown)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise SpecError(shown, line, "", f"YAML syntax error: {exc.problem}") from None
+        problem = ", ".join(p for p in (exc.context, exc.problem) if p)
+        raise SpecError(shown, line, "", f"YAML syntax error: {problem}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError(shown, line, "", f"character U+{char:04X} is not allowed in YAML") \
+            from None
     except yaml.YAMLError as exc:
         raise SpecError(shown, None, "", f"YAML error: {exc}") from None
     if node is None:
@@ -118,12 +160,42 @@ def compose_text(text: str, shown: str) -> Located:
     return Located(node, "", shown)
 
 
-def _refuse_aliases(text: str, shown: str) -> None:
-    """Anchors and aliases let a small file expand without bound: specs do without."""
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+class _SpecLoader(yaml.SafeLoader):
+    """A safe loader that refuses, as the composer reaches them, what a spec never
+    needs: anchors and aliases (a small file could expand without bound), explicit
+    tags (!!python/object and friends), nesting deeper than MAX_DEPTH (the composer
+    recurses) and a second document."""
+
+    def __init__(self, text: str, shown: str) -> None:
+        super().__init__(text)
+        self.shown = shown
+        self.depth = 0
+        self.documents = 0
+
+    def get_event(self) -> Any:
+        event = super().get_event()
+        line = event.start_mark.line + 1 if event.start_mark else None
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-            line = event.start_mark.line + 1 if event.start_mark else None
-            raise SpecError(shown, line, "", "YAML anchors and aliases are not allowed in specs")
+            raise SpecError(self.shown, line, "", "YAML anchors and aliases are not allowed in "
+                            "specs")
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            shown_tag = shorten(tag.replace(YAML_TAG, "!!"))
+            raise SpecError(self.shown, line, "", f"YAML tags ({shown_tag}) are not allowed in "
+                            "specs")
+        if isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise SpecError(self.shown, line, "", "a second YAML document starts here; a "
+                                "spec is one document")
+        elif isinstance(event, yaml.CollectionStartEvent):
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise SpecError(self.shown, line, "", f"lists and mappings nest more than "
+                                f"{MAX_DEPTH} deep here; specs need far fewer levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.depth -= 1
+        return event
 
 
 def parse_node(loc: Located, kind: Any) -> Any:
@@ -137,6 +209,8 @@ def parse_node(loc: Located, kind: Any) -> Any:
         return _parse_list(loc, get_args(kind)[0])
     if origin is dict:
         return _parse_dict(loc, get_args(kind)[1])
+    if kind in SCALAR_PARSERS:  # before dataclasses: a scalar type may be one (PortRange)
+        return _parse_scalar(loc, kind)
     if dataclasses.is_dataclass(kind) and isinstance(kind, type):
         return parse_dataclass(loc, kind)
     return _parse_scalar(loc, kind)
@@ -208,7 +282,7 @@ def _parse_literal(loc: Located, choices: tuple[Any, ...]) -> Any:
     for choice in choices:
         if raw == str(choice):
             return choice
-    raise loc.error(f"expected one of {', '.join(map(str, choices))}; got {raw!r}")
+    raise loc.error(f"expected one of {', '.join(map(str, choices))}; got {shorten(repr(raw))}")
 
 
 def _parse_list(loc: Located, item_kind: Any) -> list[Any]:
@@ -233,7 +307,7 @@ def _parse_scalar(loc: Located, kind: Any) -> Any:
     tag = loc.node.tag
     if kind is bool:
         if tag != "tag:yaml.org,2002:bool":
-            raise loc.error(f"expected true or false, got {raw!r}")
+            raise loc.error(f"expected true or false, got {shorten(repr(raw))}")
         return raw.lower() in ("true", "yes", "on")
     if kind is int:
         return _parse_int(loc, raw)
@@ -241,11 +315,16 @@ def _parse_scalar(loc: Located, kind: Any) -> Any:
         return _parse_float(loc, raw)
     if kind is str:
         if tag not in ("tag:yaml.org,2002:str",):
-            raise loc.error(f"expected a string, got {_describe(loc.node)} {raw!r}")
+            hint = "" if _is_null(loc.node) else " (quote it to make it a string)"
+            raise loc.error(f"expected a string, got {_describe(loc.node)} "
+                            f"{shorten(repr(raw))}{hint}")
         return raw
     parser = SCALAR_PARSERS.get(kind)
     if parser is None:
         raise TypeError(f"schema type {kind} is not supported")
+    if len(raw) > MAX_TOKEN_CHARS:
+        raise loc.error(f"{shorten(repr(raw))} is too long for a {kind.__name__} "
+                        f"(at most {MAX_TOKEN_CHARS} characters)")
     try:
         return parser(raw)
     except ValueError as exc:
@@ -253,19 +332,36 @@ def _parse_scalar(loc: Located, kind: Any) -> Any:
 
 
 def _parse_int(loc: Located, raw: str) -> int:
-    if loc.node.tag != "tag:yaml.org,2002:int":
-        raise loc.error(f"expected an integer, got {raw!r}")
-    value = int(raw.replace("_", ""), 0)
-    if abs(value) > MAX_INT:
-        raise loc.error(f"{value} is out of range (at most {MAX_INT})")
-    return value
+    if loc.node.tag != INT_TAG:
+        raise loc.error(f"expected an integer, got {shorten(repr(raw))}")
+    return _in_range(loc, raw, int(_decimal_text(loc, raw, DECIMAL_INT)))
 
 
 def _parse_float(loc: Located, raw: str) -> float:
-    if loc.node.tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
-        raise loc.error(f"expected a number, got {raw!r}")
-    value = float(raw.replace("_", ""))
-    if not (abs(value) <= MAX_INT):
+    if loc.node.tag not in (INT_TAG, FLOAT_TAG):
+        hint = ""
+        if EXPONENT_WITHOUT_DOT.fullmatch(raw):
+            hint = " (YAML reads an exponent without a dot as text: write e.g. 1.0e+3)"
+        raise loc.error(f"expected a number, got {shorten(repr(raw))}{hint}")
+    if raw.lstrip("+-").lower() in (".inf", ".nan"):
+        raise loc.error(f"{raw} is not a finite number")
+    pattern = DECIMAL_INT if loc.node.tag == INT_TAG else DECIMAL_FLOAT
+    return _in_range(loc, raw, float(_decimal_text(loc, raw, pattern)))
+
+
+def _decimal_text(loc: Located, raw: str, pattern: re.Pattern[str]) -> str:
+    """The number's text for int() or float(), once it is short and plain decimal."""
+    if len(raw) > MAX_NUMBER_CHARS:
+        raise loc.error(f"{shorten(raw, 20)} is too long for a number (at most "
+                        f"{MAX_NUMBER_CHARS} characters)")
+    if not pattern.fullmatch(raw):
+        raise loc.error(f"{raw!r} is not a plain decimal number (YAML's octal 010, hex 0x1f, "
+                        "binary 0b1 and sexagesimal 1:30 are not accepted)")
+    return raw.replace("_", "")
+
+
+def _in_range(loc: Located, raw: str, value: N) -> N:
+    if not abs(value) <= MAX_INT:  # also false for NaN
         raise loc.error(f"{raw} is out of range (at most {MAX_INT})")
     return value
 

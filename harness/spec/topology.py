@@ -21,6 +21,7 @@ from harness.spec.schema import (
     locate,
     parse_dataclass,
     register_scalar,
+    shorten,
 )
 
 Role = Literal["caller", "callee", "censor", "relay", "stun", "signalling", "router", "nat"]
@@ -42,23 +43,26 @@ def _parse_address(text: str) -> IPv4Address:
     try:
         return IPv4Address(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 address") from None
+        raise ValueError(f"{shorten(repr(text))} is not an IPv4 address") from None
 
 
 def _parse_interface(text: str) -> IPv4Interface:
     if "/" not in text:
-        raise ValueError(f"{text!r} needs a prefix length, e.g. {text}/24")
+        raise ValueError(f"{shorten(repr(text))} needs a prefix length, e.g. "
+                         f"{shorten(text)}/24")
     try:
         return IPv4Interface(text)
     except ValueError:
-        raise ValueError(f"{text!r} is not an IPv4 address with prefix (a.b.c.d/n)") from None
+        raise ValueError(f"{shorten(repr(text))} is not an IPv4 address with prefix "
+                         "(a.b.c.d/n)") from None
 
 
 def _parse_network(text: str) -> IPv4Network:
     try:
         return IPv4Network(text, strict=True)
     except ValueError as exc:
-        raise ValueError(f"{text!r} is not a valid IPv4 network: {exc}") from None
+        raise ValueError(f"{shorten(repr(text))} is not a valid IPv4 network: "
+                         f"{shorten(str(exc), 100)}") from None
 
 
 register_scalar(IPv4Address, _parse_address)
@@ -206,7 +210,8 @@ def _check_links(topo: Topology, loc: Located) -> None:
         for side, end in (("a", link.a), ("b", link.b)):
             if end.host not in topo.hosts:
                 raise locate(loc, "links", index, side, "host").error(
-                    f"unknown host {end.host!r}; hosts are: {', '.join(topo.hosts)}"
+                    f"unknown host {shorten(repr(end.host))}; hosts are: "
+                    f"{', '.join(topo.hosts)}"
                 )
         if link.a.host == link.b.host:
             raise locate(loc, "links", index).error("a link must join two different hosts")
