@@ -136,8 +136,8 @@ def cmd_down(args: argparse.Namespace) -> int:
         owner = registry.state
         terminate_owner(owner.owner_pid, owner.owner_start_ticks)
         _wait_removed(registry.dir)
-    if registry.dir.exists():
-        Lab.attach(registry).down()
+    if registry.dir.exists():  # the supervisor is gone: remove by the state file alone
+        registry.remove()
     print(f"lab {run_id} removed")
     return 0
 

@@ -153,7 +153,9 @@ def remove_stale_labs(root: Path = RUNS_ROOT) -> list[str]:
     state files record. Called whenever a new lab starts, and by `callwall clean`."""
     removed = []
     for run in stale_runs(root):
-        Lab.attach(run).down()
+        # By the state file alone: the topology file may have changed or gone since.
+        with stop_signals_deferred():
+            run.remove()
         removed.append(run.state.run_id)
         print(f"callwall: removed stale lab {run.state.run_id} (its owner "
               f"{run.state.owner_pid} is gone)", file=sys.stderr)

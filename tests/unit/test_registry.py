@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+from harness.lab.lab import remove_stale_labs
 from harness.lab.registry import OwnedProcess, Registry, list_runs, stale_runs
 
 
@@ -51,3 +52,19 @@ def test_state_round_trips_and_dead_owners_are_stale(tmp_path: Path) -> None:
     loaded.state.owner_start_ticks += 1
     loaded.save()
     assert [r.state.run_id for r in stale_runs(tmp_path)] == [registry.state.run_id]
+
+
+def test_a_stale_lab_is_removed_even_if_its_topology_file_is_gone(tmp_path: Path) -> None:
+    registry = Registry.create(str(tmp_path / "deleted-topology.yaml"), root=tmp_path)
+    proc = _sleeper()
+    try:
+        registry.record_process(proc.pid, "relay", "test sleeper")
+        registry.state.owner_start_ticks += 1  # its owner "died"
+        registry.save()
+        assert remove_stale_labs(tmp_path) == [registry.state.run_id]
+        assert proc.wait(timeout=5) is not None
+        assert not registry.dir.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
