@@ -7,8 +7,6 @@ eth0, eth1, ... in the order its links appear in the file.
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -279,11 +277,3 @@ def _check_sets(topo: Topology, loc: Located) -> None:
         for index, net in enumerate(networks):
             if not in_allowed_ranges(net):
                 raise locate(loc, "sets", set_name, index).error(_range_message(net))
-
-
-def with_sets(topo: Topology, extra: dict[str, list[IPv4Network]]) -> Topology:
-    return dataclasses.replace(topo, sets={**topo.sets, **extra})
-
-
-def network_of(address: IPv4Address) -> IPv4Network:
-    return ipaddress.IPv4Network(f"{address}/32")
