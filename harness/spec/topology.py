@@ -22,7 +22,8 @@ from harness.spec.schema import (
     shorten,
 )
 
-Role = Literal["caller", "callee", "censor", "relay", "stun", "signalling", "router", "nat"]
+Role = Literal["caller", "callee", "censor", "relay", "app-relay", "vpn", "stun", "signalling",
+               "router", "nat"]
 FORWARDING_ROLES: frozenset[str] = frozenset({"censor", "router", "nat"})
 SINGLE_ROLES = ("caller", "callee", "censor", "stun", "signalling")
 MAX_HOSTS = 64
