@@ -19,7 +19,7 @@ PYTEST_FLAGS ?=
 JOBS ?= 1
 SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 
-.PHONY: all scenarios test unit integration lint install system-packages clean help
+.PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help
 
 all: help
 
@@ -27,6 +27,8 @@ help:
 	@echo "make scenarios   run the policy x strategy call matrix, write results/<run>/"
 	@echo "make test        lint, then the whole test suite (unit and root integration)"
 	@echo "make unit        the tests that need no root"
+	@echo "make calibrate   the full calibration suite (censor and links, real traffic)"
+	@echo "make bench       benchmarks: print capacity and load figures"
 	@echo "make lint        ruff and mypy on harness/"
 	@echo "make install     system packages and the venv only"
 
@@ -77,8 +79,14 @@ unit: $(PIP_STAMP)
 integration: $(PIP_STAMP)
 	$(SUDO) $(PY) -m pytest tests/integration -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
 
+calibrate: $(PIP_STAMP)
+	$(SUDO) env CALLWALL_CALIBRATE=full $(PY) -m pytest tests/calibration -v -rs -p no:cacheprovider $(PYTEST_FLAGS)
+
+bench: $(PIP_STAMP)
+	$(SUDO) $(PY) -m bench.run $(BENCH)
+
 lint: $(PIP_STAMP)
-	$(VENV)/bin/ruff check harness tests scenarios
+	$(VENV)/bin/ruff check harness tests scenarios bench
 	$(VENV)/bin/mypy harness
 
 clean:
