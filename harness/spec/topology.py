@@ -24,7 +24,7 @@ from harness.spec.schema import (
 
 Role = Literal["caller", "callee", "censor", "relay", "app-relay", "vpn", "stun", "signalling",
                "router", "nat"]
-FORWARDING_ROLES: frozenset[str] = frozenset({"censor", "router", "nat"})
+FORWARDING_ROLES: frozenset[str] = frozenset({"censor", "router", "nat", "vpn"})
 SINGLE_ROLES = ("caller", "callee", "censor", "stun", "signalling")
 MAX_HOSTS = 64
 MAX_LINKS = 256
