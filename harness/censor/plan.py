@@ -18,6 +18,17 @@ class CensorBindings:
 
     sets: dict[str, list[IPv4Network]]
     subscriber_interfaces: tuple[str, ...]
+    # Every censor interface, for queueing (shape) on each egress.
+    all_interfaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HtbClass:
+    """One HTB class under a root `htb` qdisc: traffic nft marks with
+    `meta priority set <classid>` is queued here at `rate_kbit`."""
+
+    classid: str  # "1:10"
+    rate_kbit: float
 
 
 @dataclass(frozen=True)
@@ -29,12 +40,30 @@ class TcQdisc:
     kind: Literal["tbf", "htb"]
     params: tuple[tuple[str, int | str], ...] = ()
     op: Literal["replace"] = "replace"
+    classes: tuple[HtbClass, ...] = ()
 
 
 @dataclass(frozen=True)
 class RuleExplanation:
     rule_id: str
     text: str
+    runs_in: Literal["kernel", "userspace"] = "kernel"
+
+
+@dataclass(frozen=True)
+class UserspaceStage:
+    """A classifier nft cannot express, run as an NFQUEUE process in the censor.
+
+    nft marks candidate packets with `candidate_mark` (forward, priority -200);
+    iptables (mangle FORWARD, -150) queues them to `queue_num`; the stage sets
+    `verdict_mark` on a match and accepts every packet; nft enforces at filter."""
+
+    rule_id: str
+    queue_num: int  # 100-199
+    candidate_mark: int
+    verdict_mark: int
+    classifier: str
+    params: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -43,10 +72,21 @@ class CensorPlan:
     nft_ruleset: str
     tc_ops: tuple[TcQdisc, ...] = ()
     explanations: tuple[RuleExplanation, ...] = field(default_factory=tuple)
+    stages: tuple[UserspaceStage, ...] = ()
+    # Each element is one iptables rule specification (argv after
+    # `iptables -t mangle -A CALLWALL`); the applier owns the chain and its jump.
+    iptables_rules: tuple[tuple[str, ...], ...] = ()
 
     def describe(self) -> str:
         lines = [f"policy {self.policy}: {len(self.explanations)} rule(s)"]
-        lines += [f"  {e.rule_id}: {e.text}" for e in self.explanations]
+        where = {"kernel": "in the kernel",
+                 "userspace": "classified by a userspace stage, enforced in the kernel"}
+        lines += [f"  {e.rule_id}: {e.text} [{where[e.runs_in]}]" for e in self.explanations]
         if self.tc_ops:
-            lines += [f"  tc: {op.op} {op.kind} on {op.dev}" for op in self.tc_ops]
+            lines += [f"  tc: {op.op} {op.kind} on {op.dev}"
+                      + "".join(f", class {c.classid} at {c.rate_kbit:g} kbit/s"
+                                for c in op.classes) for op in self.tc_ops]
+        lines += [f"  userspace stage: rule {s.rule_id}, {s.classifier} on NFQUEUE "
+                  f"{s.queue_num} (candidate mark {s.candidate_mark:#x}, verdict mark "
+                  f"{s.verdict_mark:#x})" for s in self.stages]
         return "\n".join(lines)

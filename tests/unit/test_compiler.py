@@ -57,7 +57,7 @@ def test_relay_block_drops_upstream_udp_to_the_relay_set() -> None:
     plan = compile_policy(_policy("relay-block"), BINDINGS)
     assert "elements = { 198.18.1.0/24 }" in plan.nft_ruleset
     assert _rules(plan.nft_ruleset) == [
-        'iifname { "eth0" } meta l4proto udp ip daddr @set_relays counter drop '
+        'iifname { "eth0" } meta l4proto udp ct original ip daddr @set_relays counter drop '
         'comment "block-udp-to-relays"'
     ]
 
@@ -67,7 +67,7 @@ def test_dpi_classifies_first_packets_then_drops_the_whole_flow() -> None:
     classify, enforce = _rules(plan.nft_ruleset)
     assert "ct packets <= 3" in classify
     assert "@th,96,32 0x2112a442" in classify
-    assert classify.split(" add @")[1].startswith("flows_stun_at_flow_start")
+    assert classify.split(" update @")[1].startswith("flows_stun_at_flow_start")
     # The verdict is keyed on the conntrack tuple, so it covers both directions.
     assert enforce.startswith("meta l4proto udp ct original ip saddr")
     assert "@flows_stun_at_flow_start update @flows_stun_at_flow_start" in enforce
@@ -101,7 +101,7 @@ def test_direction_and_ports_compile() -> None:
                                 src_set="relays")
     changed = dataclasses.replace(policy, rules=[dataclasses.replace(rule, match=match)])
     (text,) = _rules(compile_policy(changed, BINDINGS).nft_ruleset)
-    assert text.startswith('oifname { "eth0" } meta l4proto udp ip saddr @set_relays')
+    assert text.startswith('oifname { "eth0" } meta l4proto udp ct original ip saddr @set_relays')
 
 
 def test_unbound_set_is_a_compile_error() -> None:

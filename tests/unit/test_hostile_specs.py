@@ -21,7 +21,7 @@ from harness.spec.schema import MAX_DEPTH, MAX_SPEC_BYTES
 
 TOPOLOGY = (paths.TOPOLOGIES / "ru-to-abroad.yaml").read_text()
 THROTTLE = (paths.POLICIES / "udp-throttle.yaml").read_text()  # police, rate and burst
-DPI = (paths.POLICIES / "dpi-stun-drop.yaml").read_text()  # classify, verdict_idle_s
+DPI = (paths.POLICIES / "dpi-stun-drop.yaml").read_text()  # classify, verdict_s
 BLOCK = (paths.POLICIES / "relay-block.yaml").read_text()  # dst_set
 SHELL = ["; rm -rf /", "$(id)", "`id`", "a|b", "x && reboot", "../../etc", "..", "/etc/passwd"]
 ERROR = re.compile(r"callwall: (?P<file>.+?):(?P<line>\d+): (?P<rest>.+)\n")
@@ -224,9 +224,9 @@ def test_wrong_types_in_topologies(spec_dir: Path, capsys: pytest.CaptureFixture
 
 
 @pytest.mark.parametrize(("old", "new", "field", "message"), [
-    ("verdict_idle_s: 120", 'verdict_idle_s: "120"', "rules[0].verdict_idle_s",
+    ("verdict_s: 120", 'verdict_s: "120"', "rules[0].verdict_s",
      "expected an integer"),
-    ("verdict_idle_s: 120", "verdict_idle_s: 1.5", "rules[0].verdict_idle_s",
+    ("verdict_s: 120", "verdict_s: 1.5", "rules[0].verdict_s",
      "expected an integer"),
     ("stun_cookie: true", 'stun_cookie: "true"', "rules[0].classify.stun_cookie",
      "expected true or false"),
@@ -317,9 +317,9 @@ def test_huge_and_non_finite_floats(spec_dir: Path, capsys: pytest.CaptureFixtur
 @pytest.mark.parametrize(("text", "old", "new", "field", "message"), [
     (THROTTLE, "rate_kbit: 16", "rate_kbit: -16", "rules[0].action", "rate_kbit between"),
     (THROTTLE, "burst_bytes: 4000", "burst_bytes: -1", "rules[0].action", "burst_bytes must"),
-    (DPI, "verdict_idle_s: 120", "verdict_idle_s: -5", "rules[0]", "verdict_idle_s must"),
+    (DPI, "verdict_s: 120", "verdict_s: -5", "rules[0]", "verdict_s must"),
     (DPI, "first_packets: 3", "first_packets: -3", "rules[0].classify", "first_packets must"),
-    (THROTTLE, "min_mos: 4.0, why: \"TCP", "min_mos: -4.0, why: \"TCP", "expect.turn-tcp",
+    (THROTTLE, "min_mos: 4.0, why: \"TCP", "min_mos: -4.0, why: \"TCP", "expect.webrtc.turn-tcp",
      "MOS bounds"),
     (BLOCK, "dst_set: relays}", "dst_set: relays, dst_ports: [-5]}",
      "rules[0].match.dst_ports[0]", "not a port"),
@@ -359,7 +359,7 @@ def test_port_ranges_and_underscored_numbers_still_load(
     (THROTTLE, "name: udp-throttle", "name: '{}'", "name"),
     (THROTTLE, "id: police-udp", "id: '{}'", "rules[0].id"),
     (BLOCK, "dst_set: relays", "dst_set: '{}'", "rules[0].match.dst_set"),
-    (BLOCK, "turn-tcp:", "'{}':", "expect.{}"),
+    (BLOCK, "turn-tcp:", "'{}':", "expect.webrtc.{}"),
 ])
 def test_names_with_shell_metacharacters_and_path_traversal(
         spec_dir: Path, capsys: pytest.CaptureFixture[str], text: str, old: str,

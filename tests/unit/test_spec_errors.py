@@ -155,7 +155,7 @@ def test_policy_unknown_strategy(tmp_path: Path) -> None:
     text = (paths.POLICIES / "baseline.yaml").read_text().replace("turn-tcp:", "turn-sctp:")
     with pytest.raises(SpecError) as caught:
         load_policy(_write(tmp_path, text))
-    assert caught.value.field == "expect.turn-sctp"
+    assert caught.value.field == "expect.webrtc.turn-sctp"
 
 
 def test_policy_rule_contradiction_points_at_rule(tmp_path: Path) -> None:
