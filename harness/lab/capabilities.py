@@ -14,6 +14,7 @@ REQUIRED_BINARIES = {
     "turnserver": "coturn",
     "mnexec": "mininet",
     "sysctl": "procps",
+    "ethtool": "ethtool",
 }
 
 

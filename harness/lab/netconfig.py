@@ -15,6 +15,10 @@ from harness.spec.topology import FORWARDING_ROLES, Topology
 FORWARDING_SYSCTLS: tuple[str, ...] = ("net.ipv4.ip_forward=1",)
 CENSOR_SYSCTLS: tuple[str, ...] = ("net.netfilter.nf_conntrack_acct=1",)
 HOST_SYSCTLS: tuple[str, ...] = ("net.ipv6.conf.all.disable_ipv6=1",)
+# veth passes TCP's 64 kB TSO/GSO super-packets from host to host unsplit, so
+# the censor would count (police, tcp_freeze) one skb where a real link
+# carries ~45 packets: every lab interface sends MTU-sized packets instead.
+OFFLOADS_OFF: tuple[str, ...] = ("tso", "off", "gso", "off")
 
 
 def configure_host(host: LabHost, topology: Topology) -> None:
@@ -29,6 +33,8 @@ def configure_host(host: LabHost, topology: Topology) -> None:
             ns.link("set", index=index, state="up")
         for route in topology.hosts[host.name].routes:
             ns.route("add", dst=str(route.destination), gateway=str(route.via))
+    for intf in topology.interfaces(host.name):
+        host.run(["ethtool", "-K", intf.name, *OFFLOADS_OFF])
 
 
 def _sysctls_for(role: str) -> tuple[str, ...]:
