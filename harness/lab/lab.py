@@ -75,6 +75,8 @@ class Lab:
         try:
             self._step("creating hosts and links", self._build)
             self._step("configuring addresses, routes and NAT", self._configure)
+            if any(link.impair is not None for link in self.topology.links):
+                self._step("impairing links", self._impair_links)
             self._step("starting relay, STUN and signalling", self._start_services)
             self.registry.set_status("ready")
         except BaseException:
@@ -142,6 +144,11 @@ class Lab:
             if nat is not None:
                 outside = self.topology.interface_owning(host.name, nat.outside).name
                 host.run(["nft", "-f", "-"], input_text=nat_ruleset(nat, outside))
+
+    def _impair_links(self) -> None:
+        from harness.link.apply import apply_topology_impairments  # only labs that impair
+
+        apply_topology_impairments(self)
 
     def _start_services(self) -> None:
         self.services = start_lab_services(self)

@@ -8,6 +8,7 @@ are recorded with their kernel start time, so a recycled PID is never killed.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -21,6 +22,7 @@ from typing import Any
 RUNS_ROOT = Path(os.environ.get("CALLWALL_STATE_DIR", "/run/callwall"))
 RUN_PREFIX = "cw"
 STATE_FILE = "state.json"
+LOCK_FILE = "state.lock"
 TERM_GRACE_S = 3.0
 
 
@@ -76,6 +78,8 @@ class Registry:
     def __init__(self, state: RunState, root: Path = RUNS_ROOT) -> None:
         self.state = state
         self.dir = root / state.run_id
+        # Processes this object stopped or forgot: a merge must not bring them back.
+        self._forgotten: set[tuple[int, int]] = set()
 
     @classmethod
     def create(cls, topology: str, root: Path = RUNS_ROOT, run_id: str | None = None) -> Registry:
@@ -105,11 +109,40 @@ class Registry:
         return self.dir
 
     def save(self) -> None:
+        """Write the state atomically. Several processes may record into one
+        run (the lab's owner, `callwall link set`, `callwall exec`): under an
+        exclusive lock, processes another writer recorded since we loaded are
+        merged in, so no writer erases another's records."""
         if not self.dir.is_dir():
             return  # removed: nothing left to record
-        tmp = self.dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.state), indent=2))
-        tmp.replace(self.dir / STATE_FILE)
+        try:
+            lock = os.open(self.dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o600)
+        except FileNotFoundError:
+            return  # removed meanwhile
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._merge_recorded_elsewhere()
+            tmp = self.dir / f"{STATE_FILE}.{os.getpid()}.tmp"
+            tmp.write_text(json.dumps(asdict(self.state), indent=2))
+            tmp.replace(self.dir / STATE_FILE)
+        finally:
+            os.close(lock)
+
+    def _merge_recorded_elsewhere(self) -> None:
+        try:
+            on_disk = Registry.load(self.dir).state
+        except (OSError, ValueError, KeyError, TypeError):
+            return
+        known = {(p.pid, p.start_ticks) for p in self.state.processes} | self._forgotten
+        for owned in on_disk.processes:
+            if (owned.pid, owned.start_ticks) not in known and owned.alive():
+                self.state.processes.append(owned)
+
+    def forget(self, owned: OwnedProcess) -> None:
+        """Drop one record (its process has ended or was stopped)."""
+        self._forgotten.add((owned.pid, owned.start_ticks))
+        self.state.processes = [p for p in self.state.processes if p != owned]
+        self.save()
 
     def adopt(self) -> None:
         """Make the calling process the run's owner (the lab supervisor does this)."""
@@ -150,15 +183,18 @@ class Registry:
         for owned in self.running(what):
             terminate(owned, first_signal=first_signal)
             stopped.append(owned.pid)
-        self.state.processes = [p for p in self.state.processes
-                                if not (p.what == what and not p.alive())]
+        gone = [p for p in self.state.processes if p.what == what and not p.alive()]
+        self._forgotten.update((p.pid, p.start_ticks) for p in gone)
+        self.state.processes = [p for p in self.state.processes if p not in gone]
         self.save()
         return stopped
 
     def stop_services(self) -> None:
         """Every recorded program running inside the lab's hosts."""
+        self._merge_recorded_elsewhere()
         for owned in reversed(self.state.processes):
             terminate(owned)
+            self._forgotten.add((owned.pid, owned.start_ticks))
         self.state.processes = []
         self.save()
 

@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Literal
 
+from harness.link.model import ImpairmentSpec
 from harness.spec.schema import (
     Located,
     check_name,
@@ -117,9 +118,34 @@ class LinkEnd:
 
 
 @dataclass(frozen=True)
+class LinkImpairment:
+    """A link's impairments per direction: `a_to_b` and `b_to_a` (packets leaving
+    a towards b, and back), `both` for a direction not given on its own. Each is a
+    profile (`{profile: ru-mobile-lte}`), inline parameters, or both."""
+
+    a_to_b: ImpairmentSpec | None = None
+    b_to_a: ImpairmentSpec | None = None
+    both: ImpairmentSpec | None = None
+
+    def __post_init__(self) -> None:
+        if self.a_to_b is None and self.b_to_a is None and self.both is None:
+            raise ValueError("give a_to_b, b_to_a or both")
+
+    def direction(self, index: int) -> ImpairmentSpec | None:
+        """The spec for direction 0 (a->b) or 1 (b->a)."""
+        own = self.a_to_b if index == 0 else self.b_to_a
+        return own if own is not None else self.both
+
+    def key_for(self, index: int) -> str:
+        own = "a_to_b" if index == 0 else "b_to_a"
+        return own if getattr(self, own) is not None else "both"
+
+
+@dataclass(frozen=True)
 class LinkSpec:
     a: LinkEnd
     b: LinkEnd
+    impair: LinkImpairment | None = None
 
     @property
     def ends(self) -> tuple[LinkEnd, LinkEnd]:
@@ -140,6 +166,7 @@ class Topology:
     hosts: dict[str, HostSpec]
     links: list[LinkSpec]
     sets: dict[str, list[IPv4Network]] = field(default_factory=dict)
+    link_backend: Literal["auto", "netem", "userspace"] = "auto"
 
     def interfaces(self, host: str) -> list[Interface]:
         """The host's interfaces, eth0.., in link order."""
@@ -184,6 +211,7 @@ def validate_topology(topo: Topology, loc: Located) -> None:
     for name, host in topo.hosts.items():
         _check_host(topo, name, host, locate(loc, "hosts", name))
     _check_sets(topo, loc)
+    _check_impairments(topo, loc)
 
 
 def _check_sizes(topo: Topology, loc: Located) -> None:
@@ -278,3 +306,26 @@ def _check_sets(topo: Topology, loc: Located) -> None:
         for index, net in enumerate(networks):
             if not in_allowed_ranges(net):
                 raise locate(loc, "sets", set_name, index).error(_range_message(net))
+
+
+def _check_impairments(topo: Topology, loc: Located) -> None:
+    """Resolve every direction's profile and overrides now, so a bad profile name
+    or an impossible combination is reported at its line before anything starts."""
+    from harness.link.profiles import impairments  # the profiles file is read on demand
+
+    for index, link in enumerate(topo.links):
+        if link.impair is None:
+            continue
+        for direction in (0, 1):
+            spec = link.impair.direction(direction)
+            if spec is None:
+                continue
+            try:
+                spec.resolve(impairments())
+            except ValueError as exc:
+                where = locate(loc, "links", index, "impair", link.impair.key_for(direction))
+                field_name, _, message = str(exc).partition(": ")
+                at_field = locate(where, field_name)
+                if at_field is where or not message:  # the field came from the profile
+                    raise where.error(str(exc)) from None
+                raise at_field.error(message) from None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+from dataclasses import asdict
 from pathlib import Path
 
 from harness.lab.lab import remove_stale_labs
-from harness.lab.registry import OwnedProcess, Registry, list_runs, stale_runs
+from harness.lab.registry import STATE_FILE, OwnedProcess, Registry, list_runs, stale_runs
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -34,8 +36,10 @@ def test_a_recycled_pid_is_not_killed(tmp_path: Path) -> None:
     try:
         owned = registry.record_process(proc.pid, "caller", "test sleeper")
         # Same PID, different start time: not the process the run started.
-        registry.state.processes = [OwnedProcess(owned.pid, owned.start_ticks - 1, "x", "y")]
-        registry.remove()
+        state = json.loads((registry.dir / STATE_FILE).read_text())
+        state["processes"] = [asdict(OwnedProcess(owned.pid, owned.start_ticks - 1, "x", "y"))]
+        (registry.dir / STATE_FILE).write_text(json.dumps(state))
+        Registry.load(registry.dir).remove()
         assert proc.poll() is None
     finally:
         proc.kill()
@@ -68,3 +72,19 @@ def test_a_stale_lab_is_removed_even_if_its_topology_file_is_gone(tmp_path: Path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_process_recorded_by_another_writer_survives_our_save(tmp_path: Path) -> None:
+    """`callwall link set` records a daemon into a run the lab's owner also
+    writes: the owner's next save must keep it, and its teardown must stop it."""
+    owner = Registry.create("topo.yaml", root=tmp_path)
+    proc = _sleeper()
+    try:
+        Registry.load(owner.dir).record_process(proc.pid, "caller", "impairment daemon")
+        owner.set_status("ready")
+        assert [p.pid for p in Registry.load(owner.dir).state.processes] == [proc.pid]
+        owner.remove()
+        assert proc.wait(timeout=5) is not None
+    finally:
+        proc.kill()
+        proc.wait()
