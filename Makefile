@@ -8,15 +8,25 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SYSTEM_PYTHON ?= /usr/bin/python3
 APT_PACKAGES := mininet coturn nftables iptables iproute2 util-linux procps iputils-ping \
-                tcpdump stun-client iperf3 espeak-ng python3-venv python3-pip python3-dev gcc
+                tcpdump stun-client iperf3 espeak-ng python3-venv python3-pip python3-dev gcc \
+                ethtool \
+                libc6-dev linux-libc-dev \
+                wireguard-go wireguard-tools openvpn shadowsocks-libev
 # Only the report's render test needs it; where it cannot be installed (e.g. a
 # snap-only chromium on Ubuntu) that test skips and says why.
 APT_OPTIONAL := chromium
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) $(APT_OPTIONAL) | md5sum | cut -c1-8)
 PIP_STAMP := $(VENV)/.pip-installed
+# The userspace link-impairment data path (NFQUEUE), in C for speed; raw
+# nfnetlink, so it needs only libc and the kernel headers.
+IMPAIRD := $(VENV)/bin/callwall-impaird
+IMPAIRD_SOURCES := $(wildcard harness/link/impaird/*.c harness/link/impaird/*.h)
+BUILT := $(PIP_STAMP) $(IMPAIRD)
 PYTEST_FLAGS ?=
-# `make scenarios JOBS=4` runs four labs at once (pytest-xdist), one per worker.
+# `make scenarios JOBS=4` runs four labs at once (pytest-xdist), one per worker;
+# `make scenarios MATRIX=quick` runs scenarios/quick.yaml instead of matrix.yaml.
 JOBS ?= 1
+MATRIX ?= $(or $(CALLWALL_MATRIX),matrix)
 SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 
 .PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help
@@ -24,7 +34,8 @@ SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 all: help
 
 help:
-	@echo "make scenarios   run the policy x strategy call matrix, write results/<run>/"
+	@echo "make scenarios   run the policy x profile x strategy call matrix, write results/<run>/"
+	@echo "                 (MATRIX=quick for a short tour, JOBS=N for N labs at once)"
 	@echo "make test        lint, then the whole test suite (unit and root integration)"
 	@echo "make unit        the tests that need no root"
 	@echo "make calibrate   the full calibration suite (censor and links, real traffic)"
@@ -32,7 +43,7 @@ help:
 	@echo "make lint        ruff and mypy on harness/"
 	@echo "make install     system packages and the venv only"
 
-install: $(PIP_STAMP)
+install: $(BUILT)
 
 system-packages: $(APT_STAMP)
 
@@ -67,22 +78,25 @@ $(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-scenarios: $(PIP_STAMP)
-	$(SUDO) $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
+$(IMPAIRD): $(IMPAIRD_SOURCES) $(APT_STAMP) | $(PY)
+	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^) -lm
 
-test: lint
+scenarios: $(BUILT)
+	$(SUDO) env CALLWALL_MATRIX=$(MATRIX) $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
+
+test: lint $(IMPAIRD)
 	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
 
-unit: $(PIP_STAMP)
+unit: $(BUILT)
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_FLAGS)
 
-integration: $(PIP_STAMP)
+integration: $(BUILT)
 	$(SUDO) $(PY) -m pytest tests/integration -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
 
-calibrate: $(PIP_STAMP)
+calibrate: $(BUILT)
 	$(SUDO) env CALLWALL_CALIBRATE=full $(PY) -m pytest tests/calibration -v -rs -p no:cacheprovider $(PYTEST_FLAGS)
 
-bench: $(PIP_STAMP)
+bench: $(BUILT)
 	$(SUDO) $(PY) -m bench.run $(BENCH)
 
 lint: $(PIP_STAMP)

@@ -9,6 +9,8 @@
   callwall clean                         remove labs whose owner died
   callwall run -t T -p P -s S            place one call and print its result
   callwall validate FILE...              check topology and policy files
+  callwall link set [RUN] A B [...]      change a link direction's impairment, live
+  callwall doctor                        what this machine offers, which backends
 
 Exit codes: 0 success, 1 failure, 2 bad input (spec, arguments).
 """
@@ -25,6 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import paths
+from harness.apps.profiles import PROFILES
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.clients.call import CallSettings
 from harness.lab.capabilities import missing_lab_capabilities
@@ -32,11 +35,13 @@ from harness.lab.environment import describe_environment
 from harness.lab.lab import Lab, remove_stale_labs
 from harness.lab.registry import OwnedProcess, Registry, list_runs, terminate
 from harness.lab.signals import StopRequested, install_stop_handlers
+from harness.link.model import Impairment
 from harness.report.compare import compare_runs, render_text, write_comparison_html
 from harness.report.html import ReportError, resolve_run_dir, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 from harness.session import judged_call
-from harness.spec.policy import STRATEGIES, load_policy
+from harness.spec.names import ALL_STRATEGIES
+from harness.spec.policy import load_policy
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
 
@@ -73,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # ---------------------------------------------------------------- lab lifecycle
 
 def cmd_up(args: argparse.Namespace) -> int:
+    _choose_link_backend(args)
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy_file = paths.policy_path(args.policy)
@@ -203,6 +209,8 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
     print(plan.describe())
     print()
     print(plan.nft_ruleset, end="")
+    for rule in plan.iptables_rules:  # what feeds the userspace stages
+        print("iptables -t mangle -A CALLWALL " + " ".join(rule))
     return 0
 
 
@@ -211,6 +219,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         path = Path(file)
         if path.parent.name == "topologies":
             load_topology(path)
+        elif path.name == "link-profiles.yaml":
+            from harness.link.profiles import load_profile_file
+
+            load_profile_file(path)
         else:
             load_policy(path)
         print(f"{path}: ok")
@@ -220,6 +232,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- one call
 
 def cmd_run(args: argparse.Namespace) -> int:
+    _choose_link_backend(args)
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
@@ -230,10 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Lab.create(topology_file) as lab:
         lab.up(progress=True)
         results_dir = new_results_dir(paths.RESULTS, lab.run_id)
-        print(f"[{lab.run_id}] calling with {args.strategy} under {policy.name}",
-              file=sys.stderr)
+        print(f"[{lab.run_id}] calling ({args.profile}) with {args.strategy} under "
+              f"{policy.name}", file=sys.stderr)
         record = judged_call(lab, policy, args.strategy, results_dir / "calls" / "call-1",
-                             settings)
+                             settings, profile=args.profile)
     write_results(results_dir, [record], {"run_id": record.run_id, "kind": "run",
                                           "topology": topology.name,
                                           "environment": describe_environment()})
@@ -268,6 +281,116 @@ def _require_lab_capabilities() -> None:
                        + " (make install sets up the packages)")
 
 
+# ---------------------------------------------------------------- links and doctor
+
+def cmd_link_set(args: argparse.Namespace) -> int:
+    from harness.link.apply import LinkSetError, set_impairment
+    from harness.link.backend import LinkBackendError
+    from harness.link.selection import NoLinkBackend
+
+    lab = Lab.attach(_select_lab(args.run or args.lab))
+    try:
+        impairment = None if args.clear else _impairment_from_args(args)
+        pairs = {"a-b": [(args.host_a, args.host_b)], "b-a": [(args.host_b, args.host_a)],
+                 "both": [(args.host_a, args.host_b), (args.host_b, args.host_a)]}
+        for sender, receiver in pairs[args.direction]:
+            label, description = set_impairment(lab, sender, receiver, impairment)
+            print(f"{sender} -> {receiver} ({label}): {description}")
+    except (ValueError, LinkSetError) as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    except (LinkBackendError, NoLinkBackend) as exc:
+        raise CliError(str(exc)) from None
+    backend = lab.registry.state.details.get("link_backend", "?")
+    print(f"lab {lab.run_id}, link backend {backend}")
+    return 0
+
+
+def _impairment_from_args(args: argparse.Namespace) -> Impairment:
+    from harness.link import model
+    from harness.link.profiles import impairments
+
+    values: dict[str, object] = {"profile": args.profile}
+    parsers = {"delay": ("delay_ms", model.parse_duration_ms),
+               "jitter": ("jitter_ms", model.parse_duration_ms),
+               "loss": ("loss_pct", model.parse_percent),
+               "gemodel": ("gemodel", model.parse_gemodel),
+               "rate": ("rate_kbit", model.parse_rate_kbit),
+               "duplicate": ("duplicate_pct", model.parse_percent),
+               "reorder": ("reorder_pct", model.parse_percent)}
+    for option, (name, parse) in parsers.items():
+        raw = getattr(args, option)
+        if raw is not None:
+            try:
+                values[name] = parse(raw)
+            except ValueError as exc:
+                raise ValueError(f"--{option}: {exc}") from None
+    for name in ("distribution", "seed", "limit_packets"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if args.keep_order is not None:
+        values["keep_order"] = args.keep_order
+    spec = model.ImpairmentSpec(**values)  # type: ignore[arg-type]  # checked by __init__
+    return spec.resolve(impairments())
+
+
+def _choose_link_backend(args: argparse.Namespace) -> None:
+    """--link-backend overrides the topology's `link_backend`; the lab (perhaps in
+    the supervisor process) reads it from the environment."""
+    if getattr(args, "link_backend", None):
+        from harness.link.selection import ENV_OVERRIDE
+
+        os.environ[ENV_OVERRIDE] = args.link_backend
+
+
+def _link_backend_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--link-backend", choices=("auto", "netem", "userspace"),
+                        help="how to emulate the topology's link impairments (default: the "
+                             "topology's link_backend, else probe: netem if the kernel has "
+                             "it, else the userspace daemon)")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from harness import doctor
+
+    return doctor.main(as_json=args.json)
+
+
+def _link_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    link = sub.add_parser("link", help="change link impairments on a running lab")
+    lsub = link.add_subparsers(required=True, metavar="ACTION")
+    change = lsub.add_parser(
+        "set", help="impair one link's direction(s), live",
+        description="Set the impairment of the link between HOST-A and HOST-B on a running "
+                    "lab: a profile (--profile), inline values, or a profile with some values "
+                    "overridden. Values not given are the profile's, or none.")
+    change.add_argument("run", nargs="?", help="lab id, when several run")
+    change.add_argument("host_a", metavar="HOST-A")
+    change.add_argument("host_b", metavar="HOST-B")
+    change.add_argument("--lab", help="lab id (same as RUN)")
+    change.add_argument("--direction", choices=("a-b", "b-a", "both"), default="both")
+    change.add_argument("--profile", help="a profile of topologies/profiles/link-profiles.yaml")
+    change.add_argument("--clear", action="store_true", help="remove the impairment")
+    change.add_argument("--delay", help="one-way delay, e.g. 50ms")
+    change.add_argument("--jitter", help="jitter (std for normal), e.g. 5ms")
+    change.add_argument("--distribution", choices=("uniform", "normal", "pareto",
+                                                   "paretonormal"))
+    order = change.add_mutually_exclusive_group()
+    order.add_argument("--keep-order", dest="keep_order", action="store_true", default=None)
+    order.add_argument("--allow-reorder", dest="keep_order", action="store_false")
+    change.add_argument("--loss", help="random loss, e.g. 1%%")
+    change.add_argument("--gemodel", help="Gilbert-Elliott loss P,R[,BAD[,GOOD]] in %%, "
+                        "e.g. 1%%,25%%")
+    change.add_argument("--rate", help="rate limit, e.g. 10mbit")
+    change.add_argument("--duplicate", help="duplicate share, e.g. 0.5%%")
+    change.add_argument("--reorder", help="share of packets sent ahead, e.g. 1%%")
+    change.add_argument("--limit", dest="limit_packets", type=int, help="queue limit (packets)")
+    change.add_argument("--seed", type=int)
+    change.set_defaults(handler=cmd_link_set)
+    doctor = sub.add_parser("doctor", help="probe the kernel and userland, name the backends")
+    doctor.add_argument("--json", action="store_true")
+    doctor.set_defaults(handler=cmd_doctor)
+
+
 # ---------------------------------------------------------------- arguments
 
 def _parser() -> argparse.ArgumentParser:
@@ -279,15 +402,20 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="place one call and print its result")
     run.add_argument("-t", "--topology", default=paths.DEFAULT_TOPOLOGY)
     run.add_argument("-p", "--policy", default="baseline")
-    run.add_argument("-s", "--strategy", default="direct", choices=STRATEGIES)
+    run.add_argument("-s", "--strategy", default="direct", choices=ALL_STRATEGIES)
     run.add_argument("--seconds", type=float, default=6.0, help="media seconds (default 6)")
     run.add_argument("--setup-timeout", type=float, default=15.0)
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     run.add_argument("--no-audio", action="store_true",
                      help="do not record received audio (no WAV, no PESQ)")
     run.add_argument("--no-pcap", action="store_true", help="no pcap of the censor")
+    _link_backend_option(run)
+    run.add_argument("--profile", default="webrtc", choices=PROFILES,
+                     help="call profile (harness/apps): webrtc (default), signal-like, "
+                          "whatsapp-like, telegram-like; app profiles take strategy direct")
     run.set_defaults(handler=cmd_run)
     _report_command(sub)
+    _link_commands(sub)
     validate = sub.add_parser("validate", help="check topology and policy files")
     validate.add_argument("files", nargs="+")
     validate.set_defaults(handler=cmd_validate)
@@ -298,6 +426,7 @@ def _lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up = sub.add_parser("up", help="bring a lab up and leave it running")
     up.add_argument("topology", nargs="?", default=paths.DEFAULT_TOPOLOGY)
     up.add_argument("--policy", default="baseline")
+    _link_backend_option(up)
     up.set_defaults(handler=cmd_up)
     run_in = sub.add_parser("exec", help="run a program inside a lab host")
     run_in.add_argument("host")

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.apps.profiles import WEBRTC, call_paths, place_profile_call
 from harness.censor.counters import counters_since, read_counters
 from harness.clients.call import (
     CallOutput,
     CallSettings,
     is_speech_reference,
-    place_call,
     reference_audio,
 )
 from harness.faults import Fault
@@ -28,9 +28,12 @@ PCAP_NAME = "censor.pcap"
 
 
 def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
-                settings: CallSettings | None = None, fault: Fault | None = None) -> CallRecord:
+                settings: CallSettings | None = None, fault: Fault | None = None,
+                profile: str = WEBRTC) -> CallRecord:
     """Place a call with `strategy` on `lab`, whose censor runs `policy` (at
-    least when the call starts: a swap-policy `fault` changes it mid-call)."""
+    least when the call starts: a swap-policy `fault` changes it mid-call).
+    `profile` (harness.apps.profiles) picks the client; the call is judged
+    against the policy's expectation for that profile and strategy."""
     settings = settings or CallSettings()
     if lab.registry.state.policy != policy.name:
         lab.apply_policy(policy)
@@ -38,13 +41,17 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
     censor = lab.host_with_role("censor")
     before = read_counters(censor)
     with _capture(lab, call_dir, settings) as pcap:
-        output = place_call(lab, strategy, call_dir, settings, fault)
+        output = place_profile_call(lab, profile, strategy, settings, call_dir, fault)
+    expectation = policy.expectation(profile, strategy)
     record = build_record(topology=lab.topology.name, policy=policy.name, strategy=strategy,
                           caller=output.caller, callee=output.callee,
-                          expectation=policy.expect.get(strategy),
+                          expectation=expectation,
                           timelines=list(output.timelines.values()),
                           faults=[event.to_dict() for event in output.faults])
     record.run_id, record.call_id = lab.run_id, call_dir.name
+    record.profile = profile
+    record.path, record.path_changes = call_paths(output)
+    record.failure_detail = output.caller.get("detail") or output.callee.get("detail")
     attach_timelines(record, output.caller, output.callee, output.started_monotonic)
     record.censor_counters = [asdict(c) for c in counters_since(before, read_counters(censor))]
     record.files = _files(output, pcap)

@@ -24,8 +24,9 @@ from harness.lab.registry import new_run_id
 from harness.measure.record import CallRecord
 from harness.report.html import record_from_dict, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
+from scenarios.matrix_file import MATRIX, MATRIX_PATH
 
-TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY", paths.DEFAULT_TOPOLOGY)
+TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY") or MATRIX.topology
 RECORDS: list[CallRecord] = []
 RUN: dict[str, Any] = {}
 PARTIAL = "records-{}.json"
@@ -88,8 +89,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         partial.write_text(json.dumps([r.to_dict() for r in RECORDS]))
         return
     RECORDS.extend(_merge_worker_records(results))
-    RECORDS.sort(key=lambda r: (r.policy, r.strategy))
+    RECORDS.sort(key=lambda r: (r.policy, r.profile, r.strategy))
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
+            "matrix": MATRIX.name, "matrix_file": str(MATRIX_PATH),
             "started": RUN["started"], "finished": time.time(),
             "host": platform.node(), "environment": describe_environment()}
     write_results(results, RECORDS, meta)

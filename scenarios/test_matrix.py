@@ -1,12 +1,14 @@
-"""The policy × strategy matrix on the default topology.
+"""The scenario matrix (scenarios/matrix.yaml, or the file CALLWALL_MATRIX
+names): policy × profile × strategy on the matrix's topology.
 
-Each policy file declares what every strategy should see under it
-(`expect:`); each case places one real call through the censor and checks
-the observed outcome against that declaration."""
+Each policy declares in its `expect:` block what every profile and strategy
+should see under it; each case places one real call through the censor and
+checks the observed outcome against that declaration."""
 
 from __future__ import annotations
 
 import os
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,9 @@ from harness.clients.call import CallSettings
 from harness.lab.lab import Lab
 from harness.measure.record import CallRecord
 from harness.session import judged_call
-from harness.spec.policy import load_policy
+from harness.spec.matrix import Cell, matrix_cells
+from harness.spec.policy import Policy, load_policy
+from scenarios.matrix_file import MATRIX, MATRIX_LOC
 
 
 def _flag(name: str) -> bool:
@@ -28,27 +32,29 @@ def _flag(name: str) -> bool:
 SETTINGS = CallSettings(record_audio=_flag("CALLWALL_AUDIO"), capture_pcap=_flag("CALLWALL_PCAP"))
 
 
-def _cases() -> list[tuple[str, str]]:
-    cases = []
-    for path in paths.all_policies():
-        policy = load_policy(path)
-        cases += [(policy.name, strategy) for strategy in policy.expect]
-    return cases
+@cache
+def _policy(name: str) -> Policy:
+    return load_policy(paths.policy_path(name))
 
 
-@pytest.mark.parametrize("policy_name, strategy", _cases())
+def _cells() -> list[Cell]:
+    shipped = [p.stem for p in paths.all_policies()]
+    return matrix_cells(MATRIX, MATRIX_LOC, shipped, _policy)
+
+
+@pytest.mark.parametrize("cell", _cells(), ids=lambda c: c.slug)
 def test_call(lab: Lab, results_dir: Path, keep_record: list[CallRecord],
-              record_property: object, policy_name: str, strategy: str) -> None:
-    policy = load_policy(paths.policy_path(policy_name), lab.topology.sets.keys())
-    call_dir = results_dir / "calls" / f"{policy_name}--{strategy}"
-    record = judged_call(lab, policy, strategy, call_dir, SETTINGS)
+              record_property: object, cell: Cell) -> None:
+    policy = load_policy(paths.policy_path(cell.policy), lab.topology.sets.keys())
+    call_dir = results_dir / "calls" / cell.slug
+    record = judged_call(lab, policy, cell.strategy, call_dir, SETTINGS, profile=cell.profile)
     keep_record.append(record)
-    for key in ("connected", "setup_s", "loss_pct", "jitter_ms", "rtt_ms", "mos", "outcome",
-                "failure_kind"):
+    for key in ("profile", "connected", "path", "setup_s", "loss_pct", "jitter_ms", "rtt_ms",
+                "mos", "outcome", "failure_kind"):
         record_property(key, getattr(record, key))  # type: ignore[operator]
     record_property("pesq", (record.pesq or {}).get("mos_lqo"))  # type: ignore[operator]
     assert record.verdict == "pass", (
-        f"{policy_name}/{strategy}: expected {record.expected}, observed {record.outcome} "
-        f"(connected={record.connected}, mos={record.mos}, loss={record.loss_pct}%, "
-        f"error={record.error}); logs in {call_dir}"
+        f"{cell.slug}: expected {record.expected}, observed {record.outcome} "
+        f"(connected={record.connected}, path={record.path}, mos={record.mos}, "
+        f"loss={record.loss_pct}%, error={record.error}); logs in {call_dir}"
     )

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.clients.strategies import Endpoint, TunnelledEndpoints
 from harness.faults import Fault, FaultEvent, FaultInjector, peer_event
 from harness.lab.host import LabHost
 from harness.lab.lab import Lab
@@ -66,9 +67,12 @@ class CallOutput:
 
 
 def place_call(lab: Lab, strategy: str, call_dir: Path,
-               settings: CallSettings = CallSettings(), fault: Fault | None = None) -> CallOutput:
+               settings: CallSettings = CallSettings(), fault: Fault | None = None,
+               endpoints: TunnelledEndpoints | None = None) -> CallOutput:
     """Run one call to its end (at most settings.budget_s once the peers
-    start); with `fault`, inject it during the call."""
+    start); with `fault`, inject it during the call. `strategy` is an ICE
+    strategy; inside a tunnel (harness.apps.profiles opens it), `endpoints`
+    says what the caller uses instead of the lab's own addresses."""
     call_dir.mkdir(parents=True, exist_ok=True)
     audio = reference_audio(lab)
     room = f"{lab.run_id}-{call_dir.name}"
@@ -82,7 +86,8 @@ def place_call(lab: Lab, strategy: str, call_dir: Path,
     procs = {}
     for role in ROLES:
         host = lab.host_with_role(role)
-        argv = _peer_argv(lab, role, strategy, room, audio, call_dir, settings)
+        argv = _peer_argv(lab, role, strategy, room, audio, call_dir, settings,
+                          endpoints if role == "caller" else None)
         argv += ["--events", str(events[role])]
         procs[role] = host.start(argv, what=f"{role} peer", log=call_dir / f"{role}.log",
                                  env=_peer_env(lab))
@@ -120,23 +125,26 @@ def is_speech_reference(path: Path) -> bool:
 
 
 def _peer_argv(lab: Lab, role: str, strategy: str, room: str, audio: Path, call_dir: Path,
-               settings: CallSettings) -> list[str]:
+               settings: CallSettings, endpoints: TunnelledEndpoints | None = None) -> list[str]:
     services = lab.services
     assert services is not None, "the lab's services are not running"
     host: LabHost = lab.host_with_role(role)
+    endpoints = endpoints or TunnelledEndpoints()
+    turn = endpoints.turn or Endpoint(services.relay_ip, services.turn_port)
+    host_ip = endpoints.host_ip or str(lab.topology.address_of(host.name))
     argv = [
         sys.executable, "-m", "harness.clients.peer", "--role", role,
         "--signal", f"{services.signalling_ip}:{services.signalling_port}",
         "--room", room, "--strategy", strategy,
         "--stun", f"{services.stun_ip}:{services.stun_port}",
-        "--turn", services.relay_ip, "--turn-port", str(services.turn_port),
+        "--turn", turn.host, "--turn-port", str(turn.port),
         "--turns-port", str(services.turns_port),
         "--turn-user", services.turn_username, "--turn-pass", services.turn_password,
         "--ca-file", services.ca_file, "--audio", str(audio),
         "--media-seconds", str(settings.media_seconds),
         "--setup-timeout", str(settings.setup_timeout_s),
         "--out", str(call_dir / f"{role}.json"),
-        "--host-ip", str(lab.topology.address_of(host.name)),
+        "--host-ip", host_ip,
         "--stall-timeout", str(settings.stall_timeout_s),
     ]
     if settings.record_audio:

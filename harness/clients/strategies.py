@@ -16,12 +16,14 @@ from dataclasses import dataclass
 from aiortc import RTCConfiguration, RTCIceServer
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from harness.spec.names import ICE_STRATEGIES
+
 DIRECT = "direct"
 TURN_UDP = "turn-udp"
 TURN_TCP = "turn-tcp"
 TURN_TLS_443 = "turn-tls-443"
 
-STRATEGIES: tuple[str, ...] = (DIRECT, TURN_UDP, TURN_TCP, TURN_TLS_443)
+STRATEGIES: tuple[str, ...] = ICE_STRATEGIES
 
 DEFAULT_TURN_PORT = 3478
 DEFAULT_TURNS_PORT = 443
@@ -52,6 +54,17 @@ class TurnServer:
     host: str
     port: int = DEFAULT_TURN_PORT
     tls_port: int = DEFAULT_TURNS_PORT
+
+
+@dataclass(frozen=True)
+class TunnelledEndpoints:
+    """What the caller's peer uses instead of the lab's own addresses when a
+    tunnel strategy (harness.tunnels) carries its call: ``host_ip`` pins its
+    host candidates to the tunnel interface, ``turn`` replaces the TURN
+    server's address and UDP/TCP port (e.g. a local ss-tunnel port)."""
+
+    host_ip: str | None = None
+    turn: Endpoint | None = None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from harness.spec.policy import Expectation
 # where G.107 places "many users dissatisfied"). Verdicts use the policy's
 # own bounds, not this label.
 DEGRADED_BELOW_MOS = 3.6
+# Failures after media flowed that end the call for its user.
+DROPPED_CALL_FAILURES = frozenset({"media-stalled"})
 
 # The error a call harness puts in a peer's place when it wrote no result.
 NO_RESULT_ERRORS = ("peer-crashed-or-timed-out", "peer-killed")
@@ -94,6 +96,16 @@ class CallRecord:
     files: dict[str, str | None] = field(default_factory=dict)
     # PESQ-WB of what the callee heard against the reference: {"mos_lqo", "status"}.
     pesq: dict[str, Any] | None = None
+    # The call profile (harness.apps.profiles: webrtc, signal-like, whatsapp-like,
+    # telegram-like), the path the caller's call ended on (e.g. p2p, udp-reflector,
+    # tcp-relay; None for webrtc, whose selected_pair says it) and every path change
+    # of either side: {"role", "path", "at_s" (the call's clock), "reason"}.
+    profile: str = "webrtc"
+    path: str | None = None
+    path_changes: list[dict[str, Any]] = field(default_factory=list)
+    # In words, why the call failed, when the client said (app profiles: e.g. which
+    # relay ports went unanswered and that there is no TCP fallback).
+    failure_detail: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,7 +132,10 @@ def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str,
     """A call is as good as its worse direction: the top-level loss, jitter
     and MOS are those of the worse of the two; connected means media flowed
     both ways. The first failure, of either peer, gives failure_kind and
-    failed_at_s."""
+    failed_at_s. A call whose media stalled (nothing arrived for the stall
+    timeout inside the media window) connected but dropped: its outcome is
+    `fails`, whatever the MOS of the packets that did arrive says (the
+    E-model only sees the packets received, not the silence after them)."""
     directions = [direction_from(caller), direction_from(callee)]
     connected = bool(caller.get("connected")) and bool(callee.get("connected"))
     worst = _worst(directions) if connected else None
@@ -131,8 +146,7 @@ def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str,
         loss_pct=worst.loss_pct if worst else None,
         jitter_ms=_max_of(*(d.jitter_ms for d in directions)) if connected else None,
         rtt_ms=_max_of(caller.get("rtt_ms"), callee.get("rtt_ms")),
-        mos=mos, expected=_expected_dict(expectation),
-        verdict=judge(connected, mos, expectation), outcome=observed_outcome(connected, mos),
+        mos=mos, expected=_expected_dict(expectation), verdict="unjudged", outcome="unknown",
         packets_sent=caller.get("packets_sent"),
         packets_received=_sum(caller.get("packets_received"), callee.get("packets_received")),
         packets_lost=_sum(caller.get("packets_lost"), callee.get("packets_lost")),
@@ -141,6 +155,9 @@ def build_record(*, topology: str, policy: str, strategy: str, caller: dict[str,
         error=caller.get("error") or callee.get("error"), directions=directions,
     )
     record.failure_kind, record.failed_at_s = first_failure(caller, callee, timelines)
+    working = connected and record.failure_kind not in DROPPED_CALL_FAILURES
+    record.verdict = judge(working, mos, expectation)
+    record.outcome = observed_outcome(working, mos)
     record.faults = [dict(f) for f in faults]
     record.events = call_events(timelines, record.faults, record.failure_kind,
                                 record.failed_at_s)

@@ -1,6 +1,6 @@
 """results/<run>/report.html: one self-contained page per run.
 
-The policy × strategy matrix (each cell coloured by its verdict), then a
+The policy × profile × strategy matrix (each cell coloured by its verdict), then a
 section per call (key figures, its timeline plot embedded as a data URI, the
 censor's rule counters, events, faults, links to its recordings and raw
 files), then the run's environment. No external CSS, script, font or image:
@@ -25,7 +25,8 @@ from urllib.parse import quote
 from harness.measure.record import CallRecord, Direction
 from harness.report.plots import number, timeline_png
 from harness.report.results import expected_text, number_text, path_text
-from harness.spec.policy import STRATEGIES
+from harness.spec.names import ALL_STRATEGIES as STRATEGIES
+from harness.spec.names import PROFILES
 
 REPORT_NAME = "report.html"
 DASH = "—"
@@ -59,8 +60,12 @@ class Call:
         return self.record.strategy
 
     @property
+    def column(self) -> tuple[str, str]:
+        return (self.record.profile, self.record.strategy)
+
+    @property
     def title(self) -> str:
-        return f"{self.policy} × {self.strategy}"
+        return f"{self.policy} × {self.record.profile} / {self.strategy}"
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ def load_run(path: Path) -> Run:
         anchor = _unique(f"call-{_slug(record.call_id or f'{record.policy}--{record.strategy}')}",
                          anchors)
         calls.append(Call(record, raw, anchor, _call_dir(run_dir, record)))
-    calls.sort(key=lambda c: (c.policy, strategy_order(c.strategy)))
+    calls.sort(key=lambda c: (c.policy, c.record.profile, strategy_order(c.strategy)))
     return Run(run_dir, meta, calls)
 
 
@@ -136,8 +141,19 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
         failure_kind=_text(raw.get("failure_kind")) or None,
         failed_at_s=number(raw.get("failed_at_s")),
         faults=[dict(f) for f in _list(raw.get("faults")) if isinstance(f, Mapping)],
+        profile=_text(raw.get("profile")) or "webrtc",
+        path=_text(raw.get("path")) or None,
+        path_changes=[dict(c) for c in _list(raw.get("path_changes")) if isinstance(c, Mapping)],
+        failure_detail=_text(raw.get("failure_detail")) or None,
     )
     return record
+
+
+def column_order(column: tuple[str, str]) -> tuple[int, str, tuple[int, str]]:
+    """Profiles, then strategies, in the order the project defines them."""
+    profile, strategy = column
+    rank = PROFILES.index(profile) if profile in PROFILES else len(PROFILES)
+    return (rank, profile, strategy_order(strategy))
 
 
 def strategy_order(strategy: str) -> tuple[int, str]:
@@ -194,16 +210,17 @@ def _describe_run(meta: Mapping[str, Any]) -> str:
 
 def _matrix(run: Run) -> str:
     policies = sorted({c.policy for c in run.calls})
-    strategies = sorted({c.strategy for c in run.calls}, key=strategy_order)
-    by_cell: dict[tuple[str, str], list[Call]] = {}
+    columns = sorted({c.column for c in run.calls}, key=column_order)
+    by_cell: dict[tuple[str, tuple[str, str]], list[Call]] = {}
     for call in run.calls:
-        by_cell.setdefault((call.policy, call.strategy), []).append(call)
-    head = "".join(f"<th scope=\"col\">{esc(s)}</th>" for s in strategies)
+        by_cell.setdefault((call.policy, call.column), []).append(call)
+    head = "".join(f"<th scope=\"col\"><span class=\"muted\">{esc(p)}</span><br>{esc(s)}</th>"
+                   for p, s in columns)
     rows = []
     for policy in policies:
         cells = []
-        for strategy in strategies:
-            calls = by_cell.get((policy, strategy), [])
+        for column in columns:
+            calls = by_cell.get((policy, column), [])
             if not calls:
                 cells.append("<td class=\"cell notrun\"><span class=\"entry\">not run</span></td>")
                 continue
@@ -215,14 +232,16 @@ def _matrix(run: Run) -> str:
     if not run.calls:
         table = "<p class=\"muted\">This run has no call records.</p>"
     else:
-        table = (f"<table class=\"matrix\"><thead><tr><th scope=\"col\">policy \\ strategy</th>"
+        table = (f"<table class=\"matrix\"><thead><tr><th scope=\"col\">policy \\ profile, "
+                 "strategy</th>"
                  f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
     legend = ("<p class=\"legend\"><span class=\"swatch pass\"></span> as expected "
               "<span class=\"swatch fail\"></span> not as expected "
               "<span class=\"swatch noexp\"></span> no expectation "
               "<span class=\"swatch notrun\"></span> not run · outcome, E-model MOS, "
               "PESQ MOS-LQO, setup time; the policy's expectation below</p>")
-    return f"<section id=\"matrix\"><h2>Policy × strategy</h2>{legend}{table}</section>"
+    return (f"<section id=\"matrix\"><h2>Policy × profile × strategy</h2>{legend}{table}"
+            "</section>")
 
 
 def _matrix_entry(call: Call) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 from harness.measure.record import CallRecord
 
 SCHEMA_VERSION = 1
-COLUMNS = ("policy", "strategy", "expected", "outcome", "verdict", "setup_s", "loss_pct",
+COLUMNS = ("policy", "profile", "strategy", "expected", "outcome", "verdict", "setup_s", "loss_pct",
            "jitter_ms", "rtt_ms", "mos", "pesq", "path")
 
 
@@ -54,11 +54,16 @@ def format_table(records: Sequence[CallRecord]) -> str:
 
 
 def _row(record: CallRecord) -> list[str]:
-    return [record.policy, record.strategy, expected_text(record), record.outcome,
+    return [record.policy, record.profile, record.strategy, expected_text(record), record.outcome,
             record.verdict.upper() if record.verdict == "fail" else record.verdict,
             number_text(record.setup_s, 2), number_text(record.loss_pct, 1),
             number_text(record.jitter_ms, 1), number_text(record.rtt_ms, 1),
-            number_text(record.mos, 2), _pesq_text(record), path_text(record.selected_pair)]
+            number_text(record.mos, 2), _pesq_text(record), _path_text(record)]
+
+
+def _path_text(record: CallRecord) -> str:
+    """The app profiles' own path (e.g. tcp-relay); the ICE pair for webrtc."""
+    return record.path or path_text(record.selected_pair)
 
 
 def _pesq_text(record: CallRecord) -> str:

@@ -1,7 +1,9 @@
 """The lab's servers, started as real processes inside their hosts: a coturn
-relay (UDP and TCP 3478, TLS 443), a STUN-only coturn, and the signalling
-server. Credentials and the TLS CA are generated per run, in the run's
-private directory, and removed with it."""
+relay (UDP and TCP 3478, TLS 443), a STUN-only coturn, the signalling
+server, and the app-like relays of harness.apps (in the hosts named
+``wa-relay`` and ``tg-relay``, when the topology has them). Credentials and
+the TLS CA are generated per run, in the run's private directory, and removed
+with it."""
 
 from __future__ import annotations
 
@@ -35,6 +37,13 @@ RELAY = "coturn relay"
 STUN = "coturn stun"
 SIGNALLING = "signalling server"
 SERVICES = (RELAY, STUN, SIGNALLING)
+# The app-like relays (harness.apps.servers), found by host name: a topology
+# that has a host `wa-relay` / `tg-relay` (role app-relay) gets them.
+WA_RELAY = "whatsapp-like relay"
+TG_RELAY = "telegram-like reflector"
+APP_RELAY_HOSTS = {WA_RELAY: "wa-relay", TG_RELAY: "tg-relay"}
+WA_RELAY_SOCKETS = tuple(("udp", port) for port in range(3478, 3498))
+TG_RELAY_SOCKETS = (*(("udp", port) for port in (596, 597, 598, 599, 1400)), ("tcp", 443))
 RELAY_SOCKETS = (("udp", TURN_PORT), ("tcp", TURN_PORT), ("tcp", TURNS_PORT))
 STUN_SOCKETS = (("udp", STUN_PORT),)
 
@@ -54,6 +63,7 @@ def start_lab_services(lab: Lab) -> ServiceDirectory:
     signalling = lab.host_with_role("signalling")
     signalling_ip = str(lab.topology.address_of(signalling.name))
     _start_signalling(signalling, signalling_ip, root)
+    start_app_relays(lab)
     return ServiceDirectory(
         relay_ip=relay_ip, turn_port=TURN_PORT, turns_port=TURNS_PORT, turn_username=username,
         turn_password=password, ca_file=str(certs.ca_cert), stun_ip=stun_ip,
@@ -80,6 +90,8 @@ def start_service(lab: Lab, what: str) -> None:
         _start_coturn(lab.host_with_role("stun"), _stun_config(lab), STUN, STUN_SOCKETS)
     elif what == SIGNALLING:
         _start_signalling(lab.host_with_role("signalling"), services.signalling_ip, root)
+    elif what in APP_RELAY_HOSTS:
+        _start_app_relay(lab, what)
     else:
         raise ValueError(f"unknown service {what!r}; services are: {', '.join(SERVICES)}")
 
@@ -119,6 +131,28 @@ def _start_signalling(host: LabHost, ip: str, root: Path) -> None:
             "--port", str(SIGNALLING_PORT)]
     proc = host.start(argv, what=SIGNALLING, log=log)
     _await_sockets(host, proc, SIGNALLING, [("tcp", SIGNALLING_PORT)], [log])
+
+
+def start_app_relays(lab: Lab) -> None:
+    """Start the app-like relays whose hosts the topology has."""
+    for what, name in APP_RELAY_HOSTS.items():
+        if name in lab.topology.hosts:
+            _start_app_relay(lab, what)
+
+
+def _start_app_relay(lab: Lab, what: str) -> None:
+    name = APP_RELAY_HOSTS[what]
+    host = lab.host(name)
+    ip = str(lab.topology.address_of(name))
+    log = _services_root(lab) / f"{name}.log"
+    if what == WA_RELAY:
+        argv = [sys.executable, "-m", "harness.apps.servers.whatsapp_relay", "--listen", ip]
+        sockets: Sequence[tuple[str, int]] = WA_RELAY_SOCKETS
+    else:
+        argv = [sys.executable, "-m", "harness.apps.servers.telegram_reflector", "--listen", ip]
+        sockets = TG_RELAY_SOCKETS
+    proc = host.start(argv, what=what, log=log)
+    _await_sockets(host, proc, what, sockets, [log])
 
 
 def _await_sockets(host: LabHost, proc: subprocess.Popen[bytes], what: str,

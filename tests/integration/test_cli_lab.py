@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from harness.lab.registry import list_runs
+from harness.paths import POLICIES
 from tests.integration.rootsnapshot import RootSnapshot
 
 CALLWALL = [sys.executable, "-m", "harness.cli"]
@@ -16,7 +18,7 @@ def callwall(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
     return subprocess.run([*CALLWALL, *args], capture_output=True, text=True, timeout=timeout)
 
 
-def test_up_exec_policy_down(root_snapshot: RootSnapshot) -> None:
+def test_up_exec_policy_down(root_snapshot: RootSnapshot, tmp_path: Path) -> None:
     before = {r.state.run_id for r in list_runs()}
     up = callwall("up", "ru-to-abroad", "--policy", "relay-block")
     assert up.returncode == 0, up.stderr
@@ -28,8 +30,16 @@ def test_up_exec_policy_down(root_snapshot: RootSnapshot) -> None:
         assert ping.returncode == 0, ping.stderr
         swap = callwall("policy", "apply", "--lab", run_id, "udp-throttle")
         assert swap.returncode == 0 and "one nft transaction" in swap.stdout
-        ruleset = callwall("exec", "--lab", run_id, "censor", "--", "nft", "list", "ruleset")
+        ruleset = callwall("exec", "--lab", run_id, "censor", "--", "nft", "-s", "list", "ruleset")
         assert "callwall policy udp-throttle" in ruleset.stdout
+        bad = tmp_path / "bad-rate.yaml"
+        bad.write_text((POLICIES / "udp-throttle.yaml").read_text().replace(
+            "rate_kbit: 16,", "rate_kbit: 0,"))
+        refused = callwall("policy", "apply", "--lab", run_id, str(bad))
+        assert refused.returncode == 2
+        assert f"{bad}:" in refused.stderr and "rules[0].action" in refused.stderr
+        kept = callwall("exec", "--lab", run_id, "censor", "--", "nft", "-s", "list", "ruleset")
+        assert kept.stdout == ruleset.stdout  # the running lab keeps its previous policy
     finally:
         down = callwall("down", "--lab", run_id)
     assert down.returncode == 0, down.stderr

@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 
 from harness import paths
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
-from harness.spec.policy import STRATEGIES, Policy, PortRange, load_policy
+from harness.spec.names import ALL_STRATEGIES as STRATEGIES
+from harness.spec.names import PROFILES
+from harness.spec.policy import Policy, PortRange, load_policy
 from harness.spec.schema import MAX_INT, SpecError, check_name, compose_text, parse_dataclass
 from harness.spec.topology import Topology, load_topology
 
@@ -134,7 +136,8 @@ def revalidate_policy(policy: Policy) -> None:
     for rule in policy.rules:
         for name in [rule.id, *rule.match.sets]:
             assert NAME.fullmatch(name), name
-    assert set(policy.expect) <= set(STRATEGIES)
+    assert set(policy.expect) <= set(PROFILES)
+    assert all(set(by) <= set(STRATEGIES) for by in policy.expect.values())
     try:
         plan = compile_policy(policy, bindings_for(DEFAULT_TOPOLOGY))
     except CompileError:
@@ -361,8 +364,11 @@ def shaped(kind: Any) -> st.SearchStrategy[Any]:
 
 def _field(kind: type, field: dataclasses.Field[Any], hint: Any) -> st.SearchStrategy[Any]:
     if (kind, field.name) == (Policy, "expect"):
-        keys = st.sampled_from(STRATEGIES) | NAMES
-        return st.dictionaries(keys, shaped(get_args(hint)[1]), max_size=4)
+        profiles = st.sampled_from(PROFILES) | NAMES
+        strategies = st.sampled_from(STRATEGIES) | NAMES
+        inner = get_args(get_args(hint)[1])[1]
+        return st.dictionaries(profiles, st.dictionaries(strategies, shaped(inner), max_size=3),
+                               max_size=3)
     check = field.metadata.get("check")
     if check is check_name:
         return NAMES if hint is str else st.none() | NAMES

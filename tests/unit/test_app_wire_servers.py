@@ -1,0 +1,121 @@
+"""The app relays' protocol logic, fed packets directly (the lab tests run
+them as processes): who gets answered, who gets relayed what."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from harness.apps.servers import telegram_reflector as reflector
+from harness.apps.servers.common import parse_ports
+from harness.apps.servers.whatsapp_relay import RelayState
+from harness.apps.wire import stun
+from harness.apps.wire import telegram as tg
+from harness.apps.wire import whatsapp as wa
+
+TAG = bytes(range(16))
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.packets: list[bytes] = []
+
+    def __call__(self, packet: bytes) -> None:
+        self.packets.append(packet)
+
+
+def test_reflector_answers_hellos_and_bridges_udp_and_tcp() -> None:
+    state = reflector.ReflectorState()
+    udp_peer, tcp_peer = Inbox(), Inbox()
+    state.packet(tg.hello(TAG, 9), ("udp", ("100.64.1.2", 5000)), udp_peer)
+    assert udp_peer.packets == [tg.answer(TAG, 9)]
+    state.packet(tg.hello(TAG, 10), ("tcp", ("198.18.4.2", 40000)), tcp_peer)
+    media = tg.tagged(TAG, b"\x80\x6f" + b"\x00" * 20)
+    state.packet(media, ("udp", ("100.64.1.2", 5000)), udp_peer)
+    assert tcp_peer.packets[-1] == media
+    assert udp_peer.packets == [tg.answer(TAG, 9)]  # not echoed to its sender
+
+
+def test_reflector_keeps_tags_apart_and_forgets_idle_endpoints(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(reflector.time, "monotonic", lambda: clock[0])
+    state = reflector.ReflectorState()
+    a, b, stranger = Inbox(), Inbox(), Inbox()
+    state.packet(tg.hello(TAG, 1), "a", a)
+    state.packet(tg.hello(b"\xee" * 16, 1), "x", stranger)
+    state.packet(tg.hello(TAG, 2), "b", b)
+    state.packet(tg.tagged(TAG, b"media"), "a", a)
+    assert b.packets[-1] == tg.tagged(TAG, b"media")
+    assert stranger.packets == [tg.answer(b"\xee" * 16, 1)]
+    clock[0] += reflector.IDLE_S - 1
+    state.packet(tg.tagged(TAG, b"keep-a"), "a", a)  # b silent, not yet forgotten
+    assert b.packets[-1] == tg.tagged(TAG, b"keep-a")
+    clock[0] += 2  # b now silent for longer than IDLE_S
+    state.packet(tg.tagged(TAG, b"late"), "a", a)
+    assert "b" not in state.tags[TAG] and b.packets[-1] == tg.tagged(TAG, b"keep-a")
+
+
+def test_reflector_drops_short_packets() -> None:
+    state = reflector.ReflectorState()
+    state.packet(b"short", "a", Inbox())
+    assert state.counts["malformed"] == 1
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, Any]] = []
+
+    def sendto(self, data: bytes, addr: Any) -> None:
+        self.sent.append((data, addr))
+
+
+def test_reflector_ports_answer_stun_binding_with_the_public_address() -> None:
+    state = reflector.ReflectorState()
+    port = reflector.ReflectorPort(state)
+    transport = FakeTransport()
+    port.connection_made(transport)  # type: ignore[arg-type]
+    public = ("198.18.0.2", 40123)
+    port.datagram_received(stun.binding_request(b"\x05" * 12), public)
+    [(answer, to)] = transport.sent
+    assert to == public
+    assert stun.parse(answer) == (stun.BINDING_SUCCESS, b"\x05" * 12, public)
+    # A STUN answer gets no reply and joins no tag.
+    port.datagram_received(answer, public)
+    assert len(transport.sent) == 1 and state.tags == {}
+    assert state.counts["stun-binding"] == 1 and state.counts["stun-ignored"] == 1
+    # The hello on the same port is still answered as before.
+    port.datagram_received(tg.hello(TAG, 3), public)
+    assert transport.sent[-1] == (tg.answer(TAG, 3), public)
+
+
+def test_whatsapp_relay_pairs_the_two_peers_of_a_call() -> None:
+    state = RelayState()
+    port = FakeTransport()
+    caller, callee = ("100.64.1.2", 4000), ("198.18.4.2", 5000)
+    ok = state.allocate(wa.allocate("call", 1), port, caller)  # type: ignore[arg-type]
+    assert ok.msg_type == wa.ALLOCATE_SUCCESS
+    state.allocate(wa.allocate("call", 2), port, callee)  # type: ignore[arg-type]
+    frame = wa.media_frame(1, 960, 7, b"opus")
+    state.relay(frame, caller)
+    assert port.sent == [(frame, callee)]
+    full = state.allocate(wa.allocate("call", 3), port, ("1.2.3.4", 1))  # type: ignore[arg-type]
+    assert full.msg_type == wa.ALLOCATE_ERROR
+    state.relay(frame, ("9.9.9.9", 9))
+    assert state.counts["media-unknown-sender"] == 1
+
+
+def test_port_lists() -> None:
+    assert parse_ports("596-599,1400") == [596, 597, 598, 599, 1400]
+    assert len(parse_ports("3478-3497")) == 20
+    for bad in ("0-3", "5-4", "x", "70000"):
+        with pytest.raises(ValueError, match="ports"):
+            parse_ports(bad)
+
+
+def test_asyncio_is_not_needed_for_the_state() -> None:
+    # The state objects are plain: no event loop is running here.
+    with pytest.raises(RuntimeError):
+        asyncio.get_running_loop()
