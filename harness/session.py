@@ -35,8 +35,10 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
     `profile` (harness.apps.profiles) picks the client; the call is judged
     against the policy's expectation for that profile and strategy."""
     settings = settings or CallSettings()
-    if lab.registry.state.policy != policy.name:
-        lab.apply_policy(policy)
+    # Loaded anew for every call, so each starts from a fresh censor: verdicts
+    # an earlier call left behind (a server blackholed for ten minutes, a
+    # flow set) must not decide this one.
+    lab.apply_policy(policy)
     call_dir.mkdir(parents=True, exist_ok=True)
     censor = lab.host_with_role("censor")
     before = read_counters(censor)

@@ -146,7 +146,24 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
         path_changes=[dict(c) for c in _list(raw.get("path_changes")) if isinstance(c, Mapping)],
         failure_detail=_text(raw.get("failure_detail")) or None,
     )
+    _copy_structured_fields(record, raw)
     return record
+
+
+# Lists and mappings a record carries as they are (timelines, events, counters,
+# files, PESQ): copied when they have the right shape, else left empty.
+STRUCTURED_FIELDS = {"timeline": list, "timeline_reverse": list, "events": list,
+                     "censor_counters": list, "files": dict, "pesq": dict}
+
+
+def _copy_structured_fields(record: CallRecord, raw: Mapping[str, Any]) -> None:
+    for name, kind in STRUCTURED_FIELDS.items():
+        value = raw.get(name)
+        if isinstance(value, kind):
+            setattr(record, name, value)
+    finished = number(raw.get("finished_at"))
+    if finished is not None:
+        record.finished_at = finished
 
 
 def column_order(column: tuple[str, str]) -> tuple[int, str, tuple[int, str]]:

@@ -18,7 +18,8 @@ from urllib.parse import unquote
 import pytest
 
 from harness import paths
-from harness.report.html import ReportError, load_run, write_report
+from harness.measure.record import CallRecord
+from harness.report.html import ReportError, load_run, record_from_dict, write_report
 from harness.report.plots import timeline_png
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
@@ -430,3 +431,17 @@ def test_plot_of_nothing_is_none_and_one_direction_is_enough() -> None:
     assert only_reverse is not None and png_size(only_reverse) == (800, 300)
     single = timeline_png([{"t": 0, "received": None, "lost": None}])
     assert single is not None
+
+
+def test_a_record_survives_the_round_trip_through_results_json() -> None:
+    """`make scenarios JOBS=N` merges the workers' records through
+    record_from_dict: nothing a record carries may be lost on the way."""
+    record = CallRecord(topology="t", policy="p", strategy="direct", connected=True,
+                        setup_s=0.5, loss_pct=1.0, jitter_ms=2.0, rtt_ms=3.0, mos=4.2,
+                        expected={"outcome": "connects"}, verdict="pass", outcome="connects",
+                        profile="telegram-like", path="tcp-relay",
+                        path_changes=[{"role": "caller", "path": "tcp-relay", "at_s": 5.0}],
+                        timeline=[{"t": 0, "packets": 50}], events=[{"at_s": 1.0, "what": "x"}],
+                        censor_counters=[{"rule": "r", "packets": 3, "bytes": 300}],
+                        files={"pcap": "calls/x/censor.pcap"}, pesq={"mos_lqo": 4.1})
+    assert record_from_dict(json.loads(json.dumps(record.to_dict()))) == record
