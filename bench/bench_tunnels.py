@@ -24,7 +24,6 @@ from harness.tunnels.openvpn import ADDRESSING as OPENVPN_ADDRESSING
 from harness.tunnels.wireguard import ADDRESSING as WG_ADDRESSING
 
 REPEATS = 3
-UP_TARGET_S = 2.0  # a tunnel should not delay a call's start noticeably [S]
 PINGS = 20
 TOOLS = ("wireguard-go", "wg", "openvpn", "ss-server", "ss-tunnel")
 
@@ -58,8 +57,8 @@ def _measure(lab: Lab, strategy: str) -> list[Figure]:
             tunnel.down()
             downs.append(time.monotonic() - started)
     up = statistics.median(ups)
-    figures = [Figure(f"{strategy}: up (median of {REPEATS})", up, "s", f"< {UP_TARGET_S} s",
-                      up < UP_TARGET_S),
+    # No issue sets a bring-up target: a figure to watch, not a pass/fail.
+    figures = [Figure(f"{strategy}: up (median of {REPEATS})", up, "s"),
                Figure(f"{strategy}: down (median of {REPEATS})", statistics.median(downs), "s")]
     if rtts:
         figures.append(Figure(f"{strategy}: ping RTT through the tunnel (avg of {PINGS})",
