@@ -243,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     with Lab.create(topology_file) as lab:
         lab.up(progress=True)
         results_dir = new_results_dir(paths.RESULTS, lab.run_id)
-        print(f"[{lab.run_id}] calling ({args.profile}) with {args.strategy} under "
+        print(f"[{lab.run_id}] calling with {args.strategy} ({args.profile}) under "
               f"{policy.name}", file=sys.stderr)
         record = judged_call(lab, policy, args.strategy, results_dir / "calls" / "call-1",
                              settings, profile=args.profile)

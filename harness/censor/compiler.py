@@ -91,6 +91,13 @@ STAGE_QUEUE_BASE = 100
 MAX_STAGES = 100  # queues 100-199 are the censor's
 STAGE_MARK_BASE = 0xCA000000  # packet marks: 0xCA00kk01 candidate, 0xCA00kk02 verdict
 PREFILTER_PRIORITY = -200  # before iptables mangle (-150), which queues to the stage
+# A match-only rule (no statement, no counter) whose one job is to keep
+# connection tracking on in the censor's namespace under every policy, the
+# baseline included. Conntrack starts only when a ruleset needs it: a policy
+# swapped in mid-call would otherwise see flows from their middle, and a
+# flow whose first tracked packet is a reply gets its directions reversed
+# (`ct original` then names the subscriber as the server).
+CONNTRACK_ON = "ct state invalid"
 
 
 class CompileError(ValueError):
@@ -356,6 +363,7 @@ def _render_table(policy_name: str, out: _Output) -> str:
         body.append("\t}")
     body.append("\tchain forward {")
     body.append("\t\ttype filter hook forward priority filter; policy accept;")
+    body.append(f"\t\t{CONNTRACK_ON}")
     body += [f"\t\t{line}" for line in out.forward]
     body.append("\t}")
     header = f"table {NFT_FAMILY} {NFT_TABLE}"
