@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from harness.apps.media import OpusReceiver, OpusSender, Timeline, cancel
 from harness.apps.opus import OpusSettings
+from harness.clients.events import EventLog
 
 
 class CallFailed(Exception):
@@ -55,21 +56,6 @@ class ClientConfig:
     signal: tuple[str, int] | None = None
     stun: tuple[str, int] | None = None
     p2p: bool = True
-
-
-class EventLog:
-    """Progress events as JSON lines, in the aiortc peer's format
-    (harness.clients.peer.state.EventLog): {"event", "monotonic", ...}."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-
-    def emit(self, event: str, at: float | None = None, **fields: Any) -> None:
-        if self._path is None:
-            return
-        line = {"event": event, "monotonic": time.monotonic() if at is None else at, **fields}
-        with contextlib.suppress(OSError), self._path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 import wave
 from collections.abc import Awaitable
@@ -17,6 +16,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.contrib.media import MediaPlayer
 from aiortc.mediastreams import MediaStreamError
 
+from harness.clients.events import EventLog
 from harness.clients.peer.config import PeerConfig
 from harness.services.signalling import SignallingClient
 
@@ -38,24 +38,6 @@ class StatsSample:
     jitter_units: int | None = None
     rtt_s: float | None = None
     bytes_received: int | None = None
-
-
-class EventLog:
-    """Progress events as JSON lines (``--events``), for whoever watches the call from
-    outside: ``{"event": ..., "monotonic": ...}`` with the system-wide monotonic clock
-    (the same in every network namespace), flushed line by line. Events: ``attempt``
-    (the call attempt starts), ``media`` (first decoded audio frame) and ``failed``
-    (``error``, ``stage``). Best effort: a write error never affects the call."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-
-    def emit(self, event: str, at: float | None = None, **fields: Any) -> None:
-        if self._path is None:
-            return
-        line = {"event": event, "monotonic": time.monotonic() if at is None else at, **fields}
-        with contextlib.suppress(OSError), self._path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(line) + "\n")
 
 
 class AudioSink:
