@@ -17,12 +17,12 @@ from ipaddress import IPv4Network
 from bench.run import BenchSkip, Figure
 from harness import paths
 from harness.censor.compiler import bindings_for, compile_policy
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
 from harness.measure.traffic import iperf
 from harness.measure.traffic.lab import FlowResult, udp_upstream
 from harness.measure.traffic.udp import IP_UDP_OVERHEAD
+from harness.netns.capabilities import missing_lab_capabilities
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 PREFIXES = 10_000
 LOAD_TARGET_MS = 200.0

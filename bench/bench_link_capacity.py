@@ -26,11 +26,11 @@ from pathlib import Path
 
 from bench.run import BenchSkip, Figure
 from harness import paths
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.host import LabHost
-from harness.lab.lab import Lab
 from harness.link.impaird_binary import ImpairdMissing, impaird_path, nfqueue_rule
-from harness.services.readiness import wait_listening
+from harness.netns.capabilities import missing_lab_capabilities
+from harness.netns.host import LabHost
+from harness.netns.process import wait_listening
+from harness.testbed import Lab
 
 TOPOLOGY = "ru-to-abroad"
 SENDER, FORWARDER, RECEIVER = "caller", "cgnat", "censor"

@@ -16,9 +16,9 @@ import time
 
 from bench.run import BenchSkip, Figure
 from harness import paths
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
+from harness.netns.capabilities import missing_lab_capabilities
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 from harness.tunnels import TUNNEL_STRATEGIES, make_tunnel
 from harness.tunnels.openvpn import ADDRESSING as OPENVPN_ADDRESSING
 from harness.tunnels.wireguard import ADDRESSING as WG_ADDRESSING

@@ -27,23 +27,23 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import paths
-from harness.apps.profiles import PROFILES
+from harness.calls.place import PROFILES
+from harness.calls.webrtc import CallSettings
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
-from harness.clients.call import CallSettings
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.environment import describe_environment
-from harness.lab.lab import Lab, remove_stale_labs
-from harness.lab.registry import OwnedProcess, Registry, list_runs, terminate
-from harness.lab.signals import StopRequested, install_stop_handlers
-from harness.link.model import Impairment
+from harness.netns.capabilities import missing_lab_capabilities
+from harness.netns.environment import describe_environment
+from harness.netns.registry import OwnedProcess, Registry, list_runs, terminate
+from harness.netns.stop_signals import StopRequested, install_stop_handlers
 from harness.report.compare import compare_runs, render_text, write_comparison_html
 from harness.report.html import ReportError, resolve_run_dir, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 from harness.session import judged_call
+from harness.spec.impairment import Impairment
 from harness.spec.names import ALL_STRATEGIES
 from harness.spec.policy import load_policy
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
+from harness.testbed import Lab, remove_stale_labs
 
 EXIT_BAD_INPUT = 2
 UP_TIMEOUT_S = 60.0
@@ -84,7 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     policy_file = paths.policy_path(args.policy)
     load_policy(policy_file, topology.sets.keys())
     _require_lab_capabilities()
-    argv = [sys.executable, "-m", "harness.lab.supervisor", "--topology", str(topology_file),
+    argv = [sys.executable, "-m", "harness.supervisor", "--topology", str(topology_file),
             "--policy", str(policy_file)]
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             start_new_session=True, text=True)
@@ -219,10 +219,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         path = Path(file)
         if path.parent.name == "topologies":
             load_topology(path)
-        elif path.name == "link-profiles.yaml":
-            from harness.link.profiles import load_profile_file
+        elif path.name == "link-presets.yaml":
+            from harness.spec.presets import load_preset_file
 
-            load_profile_file(path)
+            load_preset_file(path)
         else:
             load_policy(path)
         print(f"{path}: ok")
@@ -288,13 +288,13 @@ def cmd_link_set(args: argparse.Namespace) -> int:
     from harness.link.backend import LinkBackendError
     from harness.link.selection import NoLinkBackend
 
-    lab = Lab.attach(_select_lab(args.run or args.lab))
+    lab = Lab.attach(_select_lab(args.lab))
     try:
         impairment = None if args.clear else _impairment_from_args(args)
         pairs = {"a-b": [(args.host_a, args.host_b)], "b-a": [(args.host_b, args.host_a)],
                  "both": [(args.host_a, args.host_b), (args.host_b, args.host_a)]}
         for sender, receiver in pairs[args.direction]:
-            label, description = set_impairment(lab, sender, receiver, impairment)
+            label, description = set_impairment(lab.network, sender, receiver, impairment)
             print(f"{sender} -> {receiver} ({label}): {description}")
     except (ValueError, LinkSetError) as exc:
         raise CliError(str(exc), EXIT_BAD_INPUT) from None
@@ -306,10 +306,10 @@ def cmd_link_set(args: argparse.Namespace) -> int:
 
 
 def _impairment_from_args(args: argparse.Namespace) -> Impairment:
-    from harness.link import model
-    from harness.link.profiles import impairments
+    from harness.spec import impairment as model
+    from harness.spec.presets import impairments
 
-    values: dict[str, object] = {"profile": args.profile}
+    values: dict[str, object] = {"preset": args.preset}
     parsers = {"delay": ("delay_ms", model.parse_duration_ms),
                "jitter": ("jitter_ms", model.parse_duration_ms),
                "loss": ("loss_pct", model.parse_percent),
@@ -361,14 +361,13 @@ def _link_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     change = lsub.add_parser(
         "set", help="impair one link's direction(s), live",
         description="Set the impairment of the link between HOST-A and HOST-B on a running "
-                    "lab: a profile (--profile), inline values, or a profile with some values "
-                    "overridden. Values not given are the profile's, or none.")
-    change.add_argument("run", nargs="?", help="lab id, when several run")
+                    "lab: a preset (--preset), inline values, or a preset with some values "
+                    "overridden. Values not given are the preset's, or none.")
     change.add_argument("host_a", metavar="HOST-A")
     change.add_argument("host_b", metavar="HOST-B")
-    change.add_argument("--lab", help="lab id (same as RUN)")
+    change.add_argument("--lab", help="lab id, when several run")
     change.add_argument("--direction", choices=("a-b", "b-a", "both"), default="both")
-    change.add_argument("--profile", help="a profile of topologies/profiles/link-profiles.yaml")
+    change.add_argument("--preset", help="a preset of topologies/presets/link-presets.yaml")
     change.add_argument("--clear", action="store_true", help="remove the impairment")
     change.add_argument("--delay", help="one-way delay, e.g. 50ms")
     change.add_argument("--jitter", help="jitter (std for normal), e.g. 5ms")
@@ -434,7 +433,7 @@ def _lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     run_in.add_argument("--lab", help="lab id, when several run")
     run_in.set_defaults(handler=cmd_exec)
     down = sub.add_parser("down", help="remove the lab")
-    down.add_argument("--lab")
+    down.add_argument("--lab", help="lab id, when several run")
     down.set_defaults(handler=cmd_down)
     sub.add_parser("status", help="list labs").set_defaults(handler=cmd_status)
     sub.add_parser("clean", help="remove labs whose owner died").set_defaults(handler=cmd_clean)
@@ -457,7 +456,7 @@ def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     psub = policy.add_subparsers(required=True, metavar="ACTION")
     apply = psub.add_parser("apply", help="swap the running lab's censor policy")
     apply.add_argument("policy")
-    apply.add_argument("--lab")
+    apply.add_argument("--lab", help="lab id, when several run")
     apply.set_defaults(handler=cmd_policy_apply)
     show = psub.add_parser("show", help="print a policy's compiled ruleset")
     show.add_argument("policy")

@@ -23,10 +23,10 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.lab.host import LabHost
-from harness.lab.mininet_backend import MININET_IMPORT_ERROR
 from harness.link.impaird_binary import BINARY_NAME, impaird_path
 from harness.link.selection import PROBE_VETH, Probe, probe_netem, probe_nfqueue, probe_veth
+from harness.netns.host import LabHost
+from harness.netns.mininet_backend import MININET_IMPORT_ERROR
 
 NAMESPACE_READY_S = 5.0
 NFT_TABLE = "table inet cwdoctor {\n%s\n}\n"

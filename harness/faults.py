@@ -31,11 +31,18 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from harness import paths
-from harness.lab.lab import Lab
-from harness.lab.registry import OwnedProcess
-from harness.services.lab_services import RELAY, SERVICES, SIGNALLING, start_service
+from harness.netns.registry import OwnedProcess
+from harness.services.directory import ServiceDirectory
+from harness.services.lab_services import (
+    RELAY,
+    SERVICES,
+    SIGNALLING,
+    ServiceStartError,
+    start_service,
+)
 from harness.spec.policy import Policy, load_policy
 from harness.spec.topology import Topology
+from harness.testbed import Lab
 
 FaultKind = Literal["kill-relay", "signalling-down", "kill-callee", "swap-policy", "link-flap"]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
@@ -368,7 +375,7 @@ def stop_service(lab: Lab, what: str, first_signal: int = signal.SIGTERM) -> lis
 def restart_service(lab: Lab, what: str) -> None:
     """Stop `what` if it still runs, then start it again with the same configuration."""
     stop_service(lab, what)
-    start_service(lab, what)
+    start_service(lab.network, _services_of(lab), what)
 
 
 def restore_services(lab: Lab) -> list[str]:
@@ -378,6 +385,12 @@ def restore_services(lab: Lab) -> list[str]:
     for what in SERVICES:
         if not running(lab, what):
             stop_service(lab, what)  # drop dead records
-            start_service(lab, what)
+            start_service(lab.network, _services_of(lab), what)
             restarted.append(what)
     return restarted
+
+
+def _services_of(lab: Lab) -> ServiceDirectory:
+    if lab.services is None:
+        raise ServiceStartError("the lab's services were never started")
+    return lab.services

@@ -9,20 +9,20 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness.apps.profiles import WEBRTC, call_paths, place_profile_call
-from harness.censor.counters import counters_since, read_counters
-from harness.clients.call import (
+from harness.calls.place import WEBRTC, call_paths, place_profile_call
+from harness.calls.webrtc import (
     CallOutput,
     CallSettings,
     is_speech_reference,
     reference_audio,
 )
+from harness.censor.counters import counters_since, read_counters
 from harness.faults import Fault
-from harness.lab.lab import Lab
 from harness.measure.capture import censor_capture
 from harness.measure.pesq_score import pesq_wb
 from harness.measure.record import CallRecord, attach_timelines, build_record
 from harness.spec.policy import Policy
+from harness.testbed import Lab
 
 PCAP_NAME = "censor.pcap"
 
@@ -32,7 +32,7 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
                 profile: str = WEBRTC) -> CallRecord:
     """Place a call with `strategy` on `lab`, whose censor runs `policy` (at
     least when the call starts: a swap-policy `fault` changes it mid-call).
-    `profile` (harness.apps.profiles) picks the client; the call is judged
+    `profile` (harness.calls.place) picks the client; the call is judged
     against the policy's expectation for that profile and strategy."""
     settings = settings or CallSettings()
     # Loaded anew for every call, so each starts from a fresh censor: verdicts

@@ -17,13 +17,13 @@ from typing import Any
 import pytest
 
 from harness import paths
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.environment import describe_environment
-from harness.lab.lab import Lab
-from harness.lab.registry import new_run_id
 from harness.measure.record import CallRecord
+from harness.netns.capabilities import missing_lab_capabilities
+from harness.netns.environment import describe_environment
+from harness.netns.registry import new_run_id
 from harness.report.html import record_from_dict, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
+from harness.testbed import Lab
 from scenarios.matrix_file import MATRIX, MATRIX_PATH
 
 TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY") or MATRIX.topology

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.lab.lab import Lab
+from harness.calls.webrtc import CallSettings
 from harness.measure.record import CallRecord
 from harness.session import judged_call
 from harness.spec.matrix import Cell, matrix_cells
 from harness.spec.policy import Policy, load_policy
+from harness.testbed import Lab
 from scenarios.matrix_file import MATRIX, MATRIX_LOC
 
 

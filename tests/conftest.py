@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from harness.lab.registry import RUNS_ROOT
+from harness.netns.registry import RUNS_ROOT
 from tests.integration.rootsnapshot import RootSnapshot
 
 SNAPSHOT: dict[str, RootSnapshot] = {}

@@ -24,7 +24,7 @@ from pathlib import Path
 from pyroute2 import NetNS
 
 from harness.censor.plan import CensorPlan, UserspaceStage
-from harness.lab.host import LabHost
+from harness.netns.host import LabHost
 
 ROOT_HANDLE = "1:"
 IPTABLES_TABLE = "mangle"

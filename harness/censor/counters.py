@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.censor.plan import NFT_FAMILY, NFT_TABLE
-from harness.lab.host import LabHost
+from harness.netns.host import LabHost
 
 
 @dataclass(frozen=True)

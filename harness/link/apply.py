@@ -8,18 +8,14 @@ in the run's state, so a process attaching later uses the same one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from harness.lab.host import LabHost
 from harness.link.backend import BackendName, LinkBackend, LinkTarget
-from harness.link.model import Impairment
 from harness.link.netem import NetemBackend
-from harness.link.profiles import impairments as profile_impairments
 from harness.link.selection import choose_backend, remember
+from harness.netns.host import LabHost
+from harness.netns.network import LabNetwork
+from harness.spec.impairment import Impairment
+from harness.spec.presets import impairments as preset_impairments
 from harness.spec.topology import Topology
-
-if TYPE_CHECKING:
-    from harness.lab.lab import Lab
 
 DETAIL_BACKEND = "link_backend"
 DETAIL_IMPAIRMENTS = "link_impairments"
@@ -52,14 +48,14 @@ def find_link(topology: Topology, sender: str, receiver: str) -> tuple[int, int]
         f"{link.a.host}-{link.b.host}" for link in topology.links))
 
 
-def target_for(lab: Lab, link_index: int, direction: int) -> LinkTarget:
+def target_for(lab: LabNetwork, link_index: int, direction: int) -> LinkTarget:
     link = lab.topology.links[link_index]
     sender = link.ends[direction].host
     return LinkTarget(lab.host(sender), interface_on_link(lab.topology, sender, link_index),
                       link_index, direction)
 
 
-def backend_for(lab: Lab, probe_host: LabHost | None = None) -> LinkBackend:
+def backend_for(lab: LabNetwork, probe_host: LabHost | None = None) -> LinkBackend:
     """The run's backend: recorded, or probed now (and recorded)."""
     from harness.link.userspace import UserspaceBackend  # needs the daemon's constants
 
@@ -76,7 +72,7 @@ def backend_for(lab: Lab, probe_host: LabHost | None = None) -> LinkBackend:
 
 def topology_impairments(topology: Topology) -> list[tuple[int, int, Impairment]]:
     """(link index, direction, impairment) for every impaired direction."""
-    profiles = profile_impairments()
+    presets = preset_impairments()
     result = []
     for index, link in enumerate(topology.links):
         if link.impair is None:
@@ -84,11 +80,11 @@ def topology_impairments(topology: Topology) -> list[tuple[int, int, Impairment]
         for direction in (0, 1):
             spec = link.impair.direction(direction)
             if spec is not None:
-                result.append((index, direction, spec.resolve(profiles)))
+                result.append((index, direction, spec.resolve(presets)))
     return result
 
 
-def apply_topology_impairments(lab: Lab) -> dict[str, str]:
+def apply_topology_impairments(lab: LabNetwork) -> dict[str, str]:
     """Impair every direction the topology asks for; returns label -> description.
     Does nothing (and probes nothing) when the topology impairs no link."""
     wanted = topology_impairments(lab.topology)
@@ -104,7 +100,7 @@ def apply_topology_impairments(lab: Lab) -> dict[str, str]:
     return applied
 
 
-def set_impairment(lab: Lab, sender: str, receiver: str,
+def set_impairment(lab: LabNetwork, sender: str, receiver: str,
                    impairment: Impairment | None) -> tuple[str, str]:
     """Change (or with None, clear) the impairment of sender -> receiver on a
     running lab. Returns (label, description)."""
@@ -121,7 +117,7 @@ def set_impairment(lab: Lab, sender: str, receiver: str,
     return target.label, description
 
 
-def _record(lab: Lab, applied: dict[str, str]) -> None:
+def _record(lab: LabNetwork, applied: dict[str, str]) -> None:
     current = dict(lab.registry.state.details.get(DETAIL_IMPAIRMENTS, {}))
     current.update(applied)
     lab.registry.set_status(lab.registry.state.status, **{DETAIL_IMPAIRMENTS: current})

@@ -9,8 +9,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Literal
 
-from harness.lab.host import LabHost
-from harness.link.model import Impairment
+from harness.netns.host import LabHost
+from harness.spec.impairment import Impairment
 
 BackendName = Literal["netem", "userspace"]
 BackendChoice = Literal["auto", "netem", "userspace"]

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.lab.host import LabHost
 from harness.link.backend import LinkBackend, LinkBackendError, LinkTarget
-from harness.link.model import Impairment
+from harness.netns.host import LabHost
+from harness.spec.impairment import Impairment
 
 ROOT_HANDLE = "1:"
 CHILD_PARENT = "1:1"

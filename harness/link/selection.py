@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from pyroute2 import NetlinkError
 
-from harness.lab.host import LabHost
 from harness.link.backend import BACKEND_CHOICES, BackendName
 from harness.link.impaird_binary import impaird_path
+from harness.netns.host import LabHost
 
 ENV_OVERRIDE = "CALLWALL_LINK_BACKEND"
 PROBE_VETH = ("cwprobe0", "cwprobe1")

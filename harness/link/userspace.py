@@ -22,11 +22,11 @@ import signal
 import time
 from pathlib import Path
 
-from harness.lab.host import LabHost
-from harness.lab.registry import OwnedProcess, Registry, process_start_ticks, terminate
 from harness.link.backend import LinkBackend, LinkBackendError, LinkTarget
 from harness.link.impaird_binary import DUP_MARK, impaird_path
-from harness.link.model import Impairment
+from harness.netns.host import LabHost
+from harness.netns.registry import OwnedProcess, Registry, process_start_ticks, terminate
+from harness.spec.impairment import Impairment
 
 WHAT_PREFIX = "link impaird"
 READY_TIMEOUT_S = 5.0

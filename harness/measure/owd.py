@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.lab.host import LabHost
+    from harness.netns.host import LabHost
 
 HEADER = struct.Struct("!QQ")  # sequence number, send time (ns, CLOCK_REALTIME)
 UDP_IP_OVERHEAD = 28  # IPv4 + UDP headers: the IP length a link's rate counts

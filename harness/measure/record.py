@@ -96,7 +96,7 @@ class CallRecord:
     files: dict[str, str | None] = field(default_factory=dict)
     # PESQ-WB of what the callee heard against the reference: {"mos_lqo", "status"}.
     pesq: dict[str, Any] | None = None
-    # The call profile (harness.apps.profiles: webrtc, signal-like, whatsapp-like,
+    # The call profile (harness.calls.place: webrtc, signal-like, whatsapp-like,
     # telegram-like), the path the caller's call ended on (e.g. p2p, udp-reflector,
     # tcp-relay; None for webrtc, whose selected_pair says it) and every path change
     # of either side: {"role", "path", "at_s" (the call's clock), "reason"}.

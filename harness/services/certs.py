@@ -2,7 +2,7 @@
 
 Everything is generated in-process with the ``cryptography`` package. The CA is
 self-signed and lives only for one run; clients trust it through
-``SSL_CERT_FILE=<ca_cert>`` (see :mod:`harness.clients.peer`).
+``SSL_CERT_FILE=<ca_cert>`` (see :mod:`harness.calls.peer`).
 """
 
 from __future__ import annotations

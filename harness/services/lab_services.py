@@ -11,16 +11,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from harness.lab.host import LabHost
+from harness.netns.host import LabHost
+from harness.netns.network import LabNetwork
+from harness.netns.process import wait_listening
 from harness.services.certs import issue_run_certificates
 from harness.services.directory import ServiceDirectory
-from harness.services.readiness import wait_listening
 from harness.services.turn import TurnServerConfig, generate_credentials, turnserver_argv
-
-if TYPE_CHECKING:
-    from harness.lab.lab import Lab
 
 TURN_PORT = 3478
 TURNS_PORT = 443
@@ -37,7 +34,7 @@ RELAY = "coturn relay"
 STUN = "coturn stun"
 SIGNALLING = "signalling server"
 SERVICES = (RELAY, STUN, SIGNALLING)
-# The app-like relays (harness.apps.servers), found by host name: a topology
+# The app-like relays (harness.services.app_relays), found by host name: a topology
 # that has a host `wa-relay` / `tg-relay` (role app-relay) gets them.
 WA_RELAY = "whatsapp-like relay"
 TG_RELAY = "telegram-like reflector"
@@ -48,7 +45,7 @@ RELAY_SOCKETS = (("udp", TURN_PORT), ("tcp", TURN_PORT), ("tcp", TURNS_PORT))
 STUN_SOCKETS = (("udp", STUN_PORT),)
 
 
-def start_lab_services(lab: Lab) -> ServiceDirectory:
+def start_lab_services(lab: LabNetwork) -> ServiceDirectory:
     root = _services_root(lab)
     root.mkdir(mode=0o700, exist_ok=True)
     relay = lab.host_with_role("relay")
@@ -71,15 +68,12 @@ def start_lab_services(lab: Lab) -> ServiceDirectory:
     )
 
 
-def start_service(lab: Lab, what: str) -> None:
+def start_service(lab: LabNetwork, services: ServiceDirectory, what: str) -> None:
     """Start one of the lab's services (`what` is one of SERVICES, as recorded in
     the registry) again, exactly as `start_lab_services` configured it: same
     host, address, ports, credentials and certificate. For a service that was
     stopped (e.g. by an injected fault); the caller makes sure the old process
     is gone. The new process is recorded in the registry like the first."""
-    services = lab.services
-    if services is None:
-        raise ServiceStartError("the lab's services were never started")
     root = _services_root(lab)
     if what == RELAY:
         pki = Path(services.ca_file).parent
@@ -96,11 +90,11 @@ def start_service(lab: Lab, what: str) -> None:
         raise ValueError(f"unknown service {what!r}; services are: {', '.join(SERVICES)}")
 
 
-def _services_root(lab: Lab) -> Path:
+def _services_root(lab: LabNetwork) -> Path:
     return lab.registry.files / "services"
 
 
-def _relay_config(lab: Lab, username: str, password: str, cert: Path,
+def _relay_config(lab: LabNetwork, username: str, password: str, cert: Path,
                   key: Path) -> TurnServerConfig:
     relay = lab.host_with_role("relay")
     relay_ip = str(lab.topology.address_of(relay.name))
@@ -110,7 +104,7 @@ def _relay_config(lab: Lab, username: str, password: str, cert: Path,
                             cert=cert, key=key)
 
 
-def _stun_config(lab: Lab) -> TurnServerConfig:
+def _stun_config(lab: LabNetwork) -> TurnServerConfig:
     stun = lab.host_with_role("stun")
     stun_ip = str(lab.topology.address_of(stun.name))
     return TurnServerConfig.stun_server(stun_ip, _services_root(lab) / stun.name,
@@ -133,23 +127,25 @@ def _start_signalling(host: LabHost, ip: str, root: Path) -> None:
     _await_sockets(host, proc, SIGNALLING, [("tcp", SIGNALLING_PORT)], [log])
 
 
-def start_app_relays(lab: Lab) -> None:
+def start_app_relays(lab: LabNetwork) -> None:
     """Start the app-like relays whose hosts the topology has."""
     for what, name in APP_RELAY_HOSTS.items():
         if name in lab.topology.hosts:
             _start_app_relay(lab, what)
 
 
-def _start_app_relay(lab: Lab, what: str) -> None:
+def _start_app_relay(lab: LabNetwork, what: str) -> None:
     name = APP_RELAY_HOSTS[what]
     host = lab.host(name)
     ip = str(lab.topology.address_of(name))
     log = _services_root(lab) / f"{name}.log"
     if what == WA_RELAY:
-        argv = [sys.executable, "-m", "harness.apps.servers.whatsapp_relay", "--listen", ip]
+        argv = [sys.executable, "-m", "harness.services.app_relays.whatsapp_relay",
+                "--listen", ip]
         sockets: Sequence[tuple[str, int]] = WA_RELAY_SOCKETS
     else:
-        argv = [sys.executable, "-m", "harness.apps.servers.telegram_reflector", "--listen", ip]
+        argv = [sys.executable, "-m", "harness.services.app_relays.telegram_reflector",
+                "--listen", ip]
         sockets = TG_RELAY_SOCKETS
     proc = host.start(argv, what=what, log=log)
     _await_sockets(host, proc, what, sockets, [log])

@@ -23,7 +23,7 @@ from harness.spec.schema import (
     shorten,
 )
 
-# Which strategies each profile can be placed with (harness.apps.profiles
+# Which strategies each profile can be placed with (harness.calls.place
 # refuses the others): the app profiles bring their own path ladder, so their
 # plain strategy is `direct`; shadowsocks forwards a port to the TURN relay,
 # which only the webrtc client uses.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 # aiortc WebRTC, and clients that speak what research reports of each app's wire format.
 PROFILES: tuple[str, ...] = ("webrtc", "signal-like", "whatsapp-like", "telegram-like")
-# How the webrtc client gathers candidates (harness.clients.strategies).
+# How the webrtc client gathers candidates (harness.calls.strategies).
 ICE_STRATEGIES: tuple[str, ...] = ("direct", "turn-udp", "turn-tcp", "turn-tls-443")
 # Circumvention tools that carry a call (harness.tunnels).
 TUNNEL_STRATEGIES: tuple[str, ...] = ("wireguard", "openvpn-udp", "openvpn-tcp", "shadowsocks",

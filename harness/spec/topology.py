@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Literal
 
-from harness.link.model import ImpairmentSpec
+from harness.spec.impairment import ImpairmentSpec
 from harness.spec.schema import (
     Located,
     check_name,
@@ -121,7 +121,7 @@ class LinkEnd:
 class LinkImpairment:
     """A link's impairments per direction: `a_to_b` and `b_to_a` (packets leaving
     a towards b, and back), `both` for a direction not given on its own. Each is a
-    profile (`{profile: ru-mobile-lte}`), inline parameters, or both."""
+    preset (`{preset: ru-mobile-lte}`), inline parameters, or both."""
 
     a_to_b: ImpairmentSpec | None = None
     b_to_a: ImpairmentSpec | None = None
@@ -309,9 +309,9 @@ def _check_sets(topo: Topology, loc: Located) -> None:
 
 
 def _check_impairments(topo: Topology, loc: Located) -> None:
-    """Resolve every direction's profile and overrides now, so a bad profile name
+    """Resolve every direction's preset and overrides now, so a bad preset name
     or an impossible combination is reported at its line before anything starts."""
-    from harness.link.profiles import impairments  # the profiles file is read on demand
+    from harness.spec.presets import impairments  # the presets file is read on demand
 
     for index, link in enumerate(topo.links):
         if link.impair is None:
@@ -326,6 +326,6 @@ def _check_impairments(topo: Topology, loc: Located) -> None:
                 where = locate(loc, "links", index, "impair", link.impair.key_for(direction))
                 field_name, _, message = str(exc).partition(": ")
                 at_field = locate(where, field_name)
-                if at_field is where or not message:  # the field came from the profile
+                if at_field is where or not message:  # the field came from the preset
                     raise where.error(str(exc)) from None
                 raise at_field.error(message) from None

@@ -21,7 +21,7 @@ from harness.spec.names import TUNNEL_STRATEGIES
 from harness.tunnels.base import Tunnel, TunnelError
 
 if TYPE_CHECKING:
-    from harness.lab.lab import Lab
+    from harness.testbed import Lab
 
 
 # Which ICE strategy the call uses inside each tunnel. A full tunnel carries a

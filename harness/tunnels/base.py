@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
-if TYPE_CHECKING:  # keeps this module (and the package's __init__) light to import
-    from harness.clients.strategies import TunnelledEndpoints
+from harness.netns.endpoint import Endpoint
+
+
+@dataclass(frozen=True)
+class TunnelledEndpoints:
+    """What the caller's peer uses instead of the lab's own addresses when a
+    tunnel strategy (harness.tunnels) carries its call: ``host_ip`` pins its
+    host candidates to the tunnel interface, ``turn`` replaces the TURN
+    server's address and UDP/TCP port (e.g. a local ss-tunnel port)."""
+
+    host_ip: str | None = None
+    turn: Endpoint | None = None
 
 
 class TunnelError(RuntimeError):

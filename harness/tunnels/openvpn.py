@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface
 from pathlib import Path
 
-from harness.clients.strategies import TunnelledEndpoints
-from harness.lab.host import LabHost
-from harness.lab.lab import Lab
-from harness.tunnels.base import TunnelError
+from harness.netns.host import LabHost
+from harness.testbed import Lab
+from harness.tunnels.base import TunnelError, TunnelledEndpoints
 from harness.tunnels.naming import TunnelNames, next_tunnel_names
 from harness.tunnels.pki import TunnelPki, issue_tunnel_pki
 from harness.tunnels.plumbing import Plumbing, Started, link_exists

@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.lab.host import HostCommandError, LabHost
-from harness.lab.lab import Lab
+from harness.netns.host import HostCommandError, LabHost
+from harness.testbed import Lab
 from harness.tunnels.base import TunnelError
 
 LOG_TAIL_LINES = 15

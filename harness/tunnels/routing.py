@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Interface
 
-from harness.lab.host import LabHost
-from harness.lab.lab import Lab
+from harness.netns.host import LabHost
+from harness.testbed import Lab
 from harness.tunnels.base import TunnelError
 from harness.tunnels.plumbing import Plumbing
 

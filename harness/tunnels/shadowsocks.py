@@ -23,9 +23,9 @@ import json
 import secrets
 from pathlib import Path
 
-from harness.clients.strategies import Endpoint, TunnelledEndpoints
-from harness.lab.lab import Lab
-from harness.tunnels.base import TunnelError
+from harness.netns.endpoint import Endpoint
+from harness.testbed import Lab
+from harness.tunnels.base import TunnelError, TunnelledEndpoints
 from harness.tunnels.naming import next_tunnel_names
 from harness.tunnels.plumbing import Plumbing
 

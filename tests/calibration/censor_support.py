@@ -16,9 +16,9 @@ import pytest
 
 from harness import paths
 from harness.censor.counters import RuleCounter, read_counters
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
+from harness.netns.capabilities import missing_lab_capabilities
 from harness.spec.policy import Policy, load_policy
+from harness.testbed import Lab
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
 

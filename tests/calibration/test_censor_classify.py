@@ -13,7 +13,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.lab.lab import Lab
 from harness.measure.traffic.lab import (
     finish_udp_sink,
     start_udp_sink,
@@ -21,6 +20,7 @@ from harness.measure.traffic.lab import (
     udp_upstream,
 )
 from harness.measure.traffic.udp import TRAILER, Signature
+from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
     lab_fixture,

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from harness import paths
-from harness.lab.lab import Lab
 from harness.measure.traffic.lab import tcp_download, udp_downstream, udp_upstream
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 from tests.calibration.censor_support import (
     binomial_interval,
     calibration_policy,

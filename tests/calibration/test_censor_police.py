@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.lab.lab import Lab
 from harness.measure.traffic.lab import FlowResult, udp_downstream, udp_upstream
 from harness.measure.traffic.udp import IP_UDP_OVERHEAD, Signature
+from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
     lab_fixture,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from harness.censor.stage import MatchMode
-from harness.lab.lab import Lab
 from harness.measure.traffic.lab import tcp_download
+from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
     lab_fixture,

@@ -19,13 +19,13 @@ from collections.abc import Iterator
 import pytest
 
 from harness import paths
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
 from harness.link.apply import backend_for, find_link, set_impairment, target_for
 from harness.link.impaird_binary import ImpairdMissing, impaird_path
-from harness.link.model import GilbertElliott, Impairment
 from harness.link.userspace import UserspaceBackend
 from harness.measure.owd import OwdTrace, measure, percentile
+from harness.netns.capabilities import missing_lab_capabilities
+from harness.spec.impairment import GilbertElliott, Impairment
+from harness.testbed import Lab
 from tests.calibration.conftest import Level
 
 RECEIVER = "100.64.1.1"
@@ -49,9 +49,9 @@ def lab() -> Iterator[Lab]:
 def _impair(lab: Lab, impairment: Impairment | None) -> None:
     """A fresh daemon each time (clear, then apply), so each test starts its
     random streams from its seed."""
-    set_impairment(lab, "caller", "cgnat", None)
+    set_impairment(lab.network, "caller", "cgnat", None)
     if impairment is not None:
-        set_impairment(lab, "caller", "cgnat", impairment)
+        set_impairment(lab.network, "caller", "cgnat", impairment)
 
 
 def _probe(lab: Lab, count: int, pps: float, size: int = 200) -> OwdTrace:
@@ -67,10 +67,10 @@ def _daemon_counters(lab: Lab) -> dict[str, int]:
     """The daemon's own counters, to tell its drops from drops elsewhere (e.g. a
     full NFQUEUE when the daemon gets too little CPU) in a failure message."""
     index, direction = find_link(lab.topology, "caller", "cgnat")
-    backend = backend_for(lab)
+    backend = backend_for(lab.network)
     if not isinstance(backend, UserspaceBackend):
         return {}
-    return backend.stats(target_for(lab, index, direction))
+    return backend.stats(target_for(lab.network, index, direction))
 
 
 def _figure(name: str, **values: float) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.lab.capabilities import missing_lab_capabilities
-from harness.lab.lab import Lab
+from harness.netns.capabilities import missing_lab_capabilities
+from harness.testbed import Lab
 from tests.integration.rootsnapshot import RootSnapshot
 
 

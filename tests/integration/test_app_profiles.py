@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.apps.profiles import PROFILES, SIGNAL_UDP_BUDGET_S
-from harness.clients.call import CallSettings
-from harness.lab.lab import Lab
+from harness.calls.place import PROFILES, SIGNAL_UDP_BUDGET_S
+from harness.calls.webrtc import CallSettings
 from harness.measure.record import CallRecord
 from harness.session import judged_call
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 SHORT = CallSettings(media_seconds=4.0, setup_timeout_s=15.0)
 TEST_POLICIES = Path(__file__).parent / "policies"

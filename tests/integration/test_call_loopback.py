@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from harness.clients.strategies import DIRECT, STRATEGIES
+from harness.calls.strategies import DIRECT, STRATEGIES
 from harness.measure.refsignal import generate_reference_wav
 from harness.services.certs import issue_run_certificates
 from harness.services.turn import (
@@ -170,7 +170,7 @@ def peer_argv(svc: Services, role: str, strategy: str, room: str, out: Path,
               setup_timeout: float = SETUP_TIMEOUT,
               media_seconds: float = MEDIA_SECONDS) -> list[str]:
     return [
-        sys.executable, "-m", "harness.clients.peer", "--role", role,
+        sys.executable, "-m", "harness.calls.peer", "--role", role,
         "--signal", f"{SERVICE_IP}:{svc.signal_port}", "--room", room,
         "--strategy", strategy, "--stun", f"{SERVICE_IP}:{svc.stun_port}",
         "--turn", SERVICE_IP, "--turn-port", str(svc.turn_port),

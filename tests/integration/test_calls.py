@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.lab.lab import Lab
+from harness.calls.webrtc import CallSettings
 from harness.session import judged_call
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 SHORT = CallSettings(media_seconds=4.0, setup_timeout_s=12.0)
 

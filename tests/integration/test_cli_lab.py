@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.lab.registry import list_runs
+from harness.netns.registry import list_runs
 from harness.paths import POLICIES
 from tests.integration.rootsnapshot import RootSnapshot
 

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.lab.lab import Lab
+from harness.calls.webrtc import CallSettings
 from harness.session import judged_call
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 LAB_RANGES = "net 198.18.0.0/15 or net 100.64.0.0/10 or net 192.0.2.0/24"
 

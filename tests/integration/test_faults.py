@@ -20,15 +20,15 @@ from typing import Any
 import pytest
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.clients.peer import AudioSink, CallState, PeerConfig, watch_window
-from harness.clients.strategies import Endpoint
+from harness.calls.peer import AudioSink, CallState, PeerConfig, watch_window
+from harness.calls.webrtc import CallSettings
 from harness.faults import Fault, FaultError, link_towards, restore_services, running
-from harness.lab.lab import Lab
 from harness.measure.record import CallRecord, PeerTimeline, first_failure
+from harness.netns.endpoint import Endpoint
 from harness.services.lab_services import RELAY, SERVICES
 from harness.session import judged_call
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 SETTINGS = CallSettings(media_seconds=6.0, setup_timeout_s=10.0, stall_timeout_s=3.0)
 STALL_S = SETTINGS.stall_timeout_s

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.host import LabHost
-from harness.lab.lab import Lab
 from harness.link.impaird_binary import (
     EXIT_CONFIG_ERROR,
     ImpairdMissing,
     impaird_path,
     nfqueue_rule,
 )
+from harness.netns.host import LabHost
+from harness.testbed import Lab
 
 EGRESS = "eth0"  # caller's link to the CGNAT
 PEER = "100.64.1.1"  # the CGNAT's address on that link

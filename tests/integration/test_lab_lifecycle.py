@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness import paths
-from harness.lab.lab import Lab
-from harness.lab.registry import list_runs
+from harness.netns.registry import list_runs
+from harness.testbed import Lab
 from tests.integration.rootsnapshot import RootSnapshot
 
 

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from harness import cli, paths
-from harness.lab.lab import Lab
-from harness.lab.registry import Registry
 from harness.link.apply import backend_for, find_link, set_impairment, target_for
-from harness.link.model import Impairment
 from harness.link.netem import NetemBackend
 from harness.link.selection import NoLinkBackend, choose_backend, probe_netem
 from harness.link.userspace import UserspaceBackend
 from harness.measure.owd import OwdTrace, measure
+from harness.netns.registry import Registry
+from harness.spec.impairment import Impairment
+from harness.testbed import Lab
 
 CALLER_SIDE = "100.64.1.2"
 CGNAT_SIDE = "100.64.1.1"
@@ -54,21 +54,21 @@ def _nfqueue_rules(lab: Lab, host: str) -> list[str]:
 
 
 def test_delay_is_applied_changed_live_and_cleared(lab: Lab) -> None:
-    set_impairment(lab, "caller", "cgnat", Impairment(delay_ms=20))
+    set_impairment(lab.network, "caller", "cgnat", Impairment(delay_ms=20))
     assert lab.registry.state.details["link_backend"] in ("userspace", "netem")
     assert _median(_caller_to_cgnat(lab)) == pytest.approx(20, abs=1.0)
     index, direction = find_link(lab.topology, "caller", "cgnat")
-    target = target_for(lab, index, direction)
-    backend = backend_for(lab)
+    target = target_for(lab.network, index, direction)
+    backend = backend_for(lab.network)
     pids = [p.pid for p in lab.registry.running(f"link impaird {target.label}")]
 
-    set_impairment(lab, "caller", "cgnat", Impairment(delay_ms=40))
+    set_impairment(lab.network, "caller", "cgnat", Impairment(delay_ms=40))
     assert _median(_caller_to_cgnat(lab)) == pytest.approx(40, abs=1.0)
     if isinstance(backend, UserspaceBackend):  # changed by SIGHUP, not a restart
         assert [p.pid for p in lab.registry.running(f"link impaird {target.label}")] == pids
         assert len(_nfqueue_rules(lab, "caller")) == 1
 
-    set_impairment(lab, "caller", "cgnat", None)
+    set_impairment(lab.network, "caller", "cgnat", None)
     assert _median(_caller_to_cgnat(lab)) < 1.0
     assert not backend.is_applied(target)
     assert _nfqueue_rules(lab, "caller") == []
@@ -76,30 +76,30 @@ def test_delay_is_applied_changed_live_and_cleared(lab: Lab) -> None:
 
 def test_loss_and_duplicates_counted_by_the_receiver(lab: Lab) -> None:
     sent, p = 3000, 0.2
-    set_impairment(lab, "caller", "cgnat", Impairment(loss_pct=p * 100, seed=4))
+    set_impairment(lab.network, "caller", "cgnat", Impairment(loss_pct=p * 100, seed=4))
     try:
         lost = len(_caller_to_cgnat(lab, count=sent, pps=2000).lost())
         assert abs(lost - sent * p) <= Z99 * math.sqrt(sent * p * (1 - p)), lost
-        set_impairment(lab, "caller", "cgnat", None)  # a fresh daemon: see the next test
-        set_impairment(lab, "caller", "cgnat", Impairment(duplicate_pct=10, seed=4))
+        set_impairment(lab.network, "caller", "cgnat", None)  # a fresh daemon: see the next test
+        set_impairment(lab.network, "caller", "cgnat", Impairment(duplicate_pct=10, seed=4))
         trace = _caller_to_cgnat(lab, count=sent, pps=2000)
         assert trace.lost() == []
         assert abs(trace.duplicates() - sent * 0.1) <= Z99 * math.sqrt(sent * 0.1 * 0.9)
     finally:
-        set_impairment(lab, "caller", "cgnat", None)
+        set_impairment(lab.network, "caller", "cgnat", None)
 
 
 def test_a_live_change_loses_no_packet(lab: Lab) -> None:
     """Switching a running link from loss to duplication (the daemon then needs
     whole packets, not headers) must not lose the packets that follow."""
-    set_impairment(lab, "caller", "cgnat", Impairment(loss_pct=20, seed=4))
+    set_impairment(lab.network, "caller", "cgnat", Impairment(loss_pct=20, seed=4))
     try:
         _caller_to_cgnat(lab, count=300, pps=2000)
-        set_impairment(lab, "caller", "cgnat", Impairment(duplicate_pct=10, seed=4))
+        set_impairment(lab.network, "caller", "cgnat", Impairment(duplicate_pct=10, seed=4))
         lost = _caller_to_cgnat(lab, count=1000, pps=2000).lost()
         assert lost == [], f"{len(lost)} packets lost after the change, first {lost[:5]}"
     finally:
-        set_impairment(lab, "caller", "cgnat", None)
+        set_impairment(lab.network, "caller", "cgnat", None)
 
 
 def test_link_set_command_impairs_the_reverse_direction(lab: Lab) -> None:
@@ -125,7 +125,7 @@ def test_netem_backend_where_the_kernel_has_it(lab: Lab) -> None:
     if not probe.usable:
         pytest.skip(f"needs sch_netem: {probe.reason}")
     index, direction = find_link(lab.topology, "caller", "cgnat")
-    target = target_for(lab, index, direction)
+    target = target_for(lab.network, index, direction)
     backend = NetemBackend()
     backend.apply(target, Impairment(delay_ms=20))
     try:
@@ -152,7 +152,7 @@ def test_topology_impairments_live_with_the_lab() -> None:
         trace = _caller_to_cgnat(lab, count=500)
         assert 15.0 < _median(trace) < 40.0  # ru-mobile-lte: 25 ms, jitter 6 ms
         other = Lab.attach(Registry.load(lab.registry.dir))
-        set_impairment(other, "inet", "relay", Impairment(delay_ms=5))
+        set_impairment(other.network, "inet", "relay", Impairment(delay_ms=5))
         started_elsewhere = other.registry.running("link impaird inet:eth1")
         assert len(started_elsewhere) == 1
     for process in [*owned, *started_elsewhere]:

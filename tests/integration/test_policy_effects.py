@@ -15,9 +15,9 @@ from harness import paths
 from harness.censor.applier import root_qdisc_kinds
 from harness.censor.compiler import bindings_for, compile_policy
 from harness.censor.plan import TcQdisc
-from harness.lab.lab import Lab
-from harness.services.readiness import wait_listening
+from harness.netns.process import wait_listening
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 PROBE = [sys.executable, "-m", "harness.measure.probe"]
 PORT = 40000

@@ -13,7 +13,6 @@ from harness import paths
 from harness.censor.applier import root_qdisc_kinds
 from harness.censor.compiler import bindings_for, compile_policy
 from harness.censor.plan import CensorPlan
-from harness.lab.lab import Lab
 from harness.spec.policy import (
     Action,
     ByteMatch,
@@ -27,6 +26,7 @@ from harness.spec.policy import (
     Signature,
     load_policy,
 )
+from harness.testbed import Lab
 
 EVERY_SIGNATURE = [
     Signature(kind="stun-cookie"), Signature(kind="whatsapp-stun"),

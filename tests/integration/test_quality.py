@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.lab.lab import Lab
+from harness.calls.webrtc import CallSettings
 from harness.measure.record import CallRecord
 from harness.session import judged_call
 from harness.spec.policy import load_policy
+from harness.testbed import Lab
 
 CALLWALL = [sys.executable, "-m", "harness.cli"]
 SPEECH = CallSettings(media_seconds=8.0, setup_timeout_s=12.0)

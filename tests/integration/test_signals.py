@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.lab.registry import RUNS_ROOT, OwnedProcess, process_start_ticks
+from harness.netns.registry import RUNS_ROOT, OwnedProcess, process_start_ticks
 from tests.integration.rootsnapshot import RootSnapshot
 
 CALLWALL = [sys.executable, "-m", "harness.cli"]

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.clients.call import CallSettings
-from harness.lab.host import LabHost
-from harness.lab.lab import Lab
-from harness.lab.registry import process_start_ticks
+from harness.calls.webrtc import CallSettings
+from harness.netns.host import LabHost
+from harness.netns.registry import process_start_ticks
 from harness.session import judged_call
 from harness.spec.policy import Policy, load_policy
+from harness.testbed import Lab
 from harness.tunnels import TUNNEL_STRATEGIES, Tunnel, TunnelError, open_tunnel
 from harness.tunnels.openvpn import OpenVpnTunnel
 from harness.tunnels.plumbing import NFT_TABLE_PREFIX, link_names

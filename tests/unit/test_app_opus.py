@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.apps.opus import (
+from harness.calls.app.opus import (
     DECODED_RATE,
     OpusDecoder,
     OpusEncoder,

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from harness.apps.servers import telegram_reflector as reflector
-from harness.apps.servers.common import parse_ports
-from harness.apps.servers.whatsapp_relay import RelayState
-from harness.apps.wire import stun
-from harness.apps.wire import telegram as tg
-from harness.apps.wire import whatsapp as wa
+from harness.services.app_relays import telegram_reflector as reflector
+from harness.services.app_relays.common import parse_ports
+from harness.services.app_relays.whatsapp_relay import RelayState
+from harness.wire import stun
+from harness.wire import telegram as tg
+from harness.wire import whatsapp as wa
 
 TAG = bytes(range(16))
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.apps.telegram_client import peer_tag
-from harness.apps.wire import stun
-from harness.apps.wire import telegram as tg
-from harness.apps.wire.rtp import RtpPacket, WireError
+from harness.calls.app.telegram_client import peer_tag
+from harness.wire import stun
+from harness.wire import telegram as tg
+from harness.wire.rtp import RtpPacket, WireError
 from tests.unit.app_wire_support import matched
 
 # Tags as the client derives them, plus edge values. A random tag can by chance

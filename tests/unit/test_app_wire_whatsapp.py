@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.apps.wire import whatsapp as wa
-from harness.apps.wire.rtp import RtpPacket, WireError
+from harness.wire import whatsapp as wa
+from harness.wire.rtp import RtpPacket, WireError
 from tests.unit.app_wire_support import matched
 
 CONTROL = {

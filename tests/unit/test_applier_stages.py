@@ -8,7 +8,7 @@ import pytest
 from harness.censor.applier import ApplyError, apply_iptables_rules, stage_argv
 from harness.censor.plan import UserspaceStage
 from harness.censor.stage import _parser
-from harness.lab.host import LabHost
+from harness.netns.host import LabHost
 
 STAGE = UserspaceStage(rule_id="sni", queue_num=100, candidate_mark=0xCA000001,
                        verdict_mark=0xCA000002, classifier="tls-sni",

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from harness.link.impaird_binary import ImpairdMissing, impaird_path
-from harness.link.model import (
+from harness.link.userspace import render_config
+from harness.spec.impairment import (
     GilbertElliott,
     Impairment,
     ImpairmentSpec,
@@ -22,7 +23,6 @@ from harness.link.model import (
     parse_percent,
     parse_rate_kbit,
 )
-from harness.link.userspace import render_config
 
 Z99 = 2.5758  # two-sided 99% normal quantile
 
@@ -107,15 +107,15 @@ def test_delay_std_follows_the_distribution() -> None:
 
 # ---------------------------------------------------------------- specs and values
 
-def test_profile_with_overrides() -> None:
+def test_preset_with_overrides() -> None:
     base = Impairment(delay_ms=25, jitter_ms=5, gemodel=GilbertElliott(1, 30))
-    resolved = ImpairmentSpec(profile="lte", delay_ms=40, loss_pct=2).resolve({"lte": base})
+    resolved = ImpairmentSpec(preset="lte", delay_ms=40, loss_pct=2).resolve({"lte": base})
     assert resolved == Impairment(delay_ms=40, jitter_ms=5, loss_pct=2)
 
 
-def test_unknown_profile_lists_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="^profile: unknown profile 'ltx'; profiles are: lte"):
-        ImpairmentSpec(profile="ltx").resolve({"lte": Impairment()})
+def test_unknown_preset_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match="^preset: unknown preset 'ltx'; presets are: lte"):
+        ImpairmentSpec(preset="ltx").resolve({"lte": Impairment()})
 
 
 def test_command_line_values() -> None:

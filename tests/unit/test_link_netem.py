@@ -7,8 +7,8 @@ import pytest
 from pyroute2.netlink.rtnl.tcmsg import sched_netem
 from pyroute2.netlink.rtnl.tcmsg.common import percent2u32
 
-from harness.link.model import GilbertElliott, Impairment
 from harness.link.netem import compile_netem
+from harness.spec.impairment import GilbertElliott, Impairment
 
 
 def test_plain_delay_loss_rate_use_pyroute2_only() -> None:

@@ -1,4 +1,4 @@
-"""Link impairments in topology specs and the profiles file: parsed through the
+"""Link impairments in topology specs and the presets file: parsed through the
 one schema, every error `file:line: field: message`."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 
 from harness import paths
 from harness.link.apply import find_link, interface_on_link, topology_impairments
-from harness.link.model import GilbertElliott, Impairment
-from harness.link.profiles import PROFILES_FILE, load_profile_file, profiles
+from harness.spec.impairment import GilbertElliott, Impairment
+from harness.spec.presets import PRESETS_FILE, load_preset_file, presets
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
 
@@ -30,15 +30,15 @@ def _line(path: Path, needle: str) -> int:
     return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
 
 
-def test_directions_profiles_and_overrides(tmp_path: Path) -> None:
-    path = _with_impair(tmp_path, "{both: {profile: intercontinental}, "
-                                  "a_to_b: {profile: ru-mobile-lte, delay_ms: 40}}")
+def test_directions_presets_and_overrides(tmp_path: Path) -> None:
+    path = _with_impair(tmp_path, "{both: {preset: intercontinental}, "
+                                  "a_to_b: {preset: ru-mobile-lte, delay_ms: 40}}")
     topology = load_topology(path)
     wanted = {(i, d): imp for i, d, imp in topology_impairments(topology)}
     assert set(wanted) == {(0, 0), (0, 1)}
     assert wanted[(0, 0)].delay_ms == 40
-    assert wanted[(0, 0)].gemodel == profiles()["ru-mobile-lte"].impairment.gemodel
-    assert wanted[(0, 1)] == profiles()["intercontinental"].impairment
+    assert wanted[(0, 0)].gemodel == presets()["ru-mobile-lte"].impairment.gemodel
+    assert wanted[(0, 1)] == presets()["intercontinental"].impairment
     assert topology.link_backend == "auto"
 
 
@@ -53,8 +53,8 @@ def test_inline_parameters(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("impair", "field", "words"), [
-    ("{a_to_b: {profile: ru-mobile-ltx}}", "links[0].impair.a_to_b.profile",
-     "unknown profile 'ru-mobile-ltx'"),
+    ("{a_to_b: {preset: ru-mobile-ltx}}", "links[0].impair.a_to_b.preset",
+     "unknown preset 'ru-mobile-ltx'"),
     ("{a_to_b: {delay_ms: 5, jitter_ms: 9}}", "links[0].impair.a_to_b.jitter_ms",
      "larger than delay_ms"),
     ("{a_to_b: {loss_pct: 150}}", "links[0].impair.a_to_b.loss_pct", "percentage"),
@@ -73,36 +73,36 @@ def test_errors_point_at_the_line(tmp_path: Path, impair: str, field: str, words
 
 
 def test_bad_backend_choice(tmp_path: Path) -> None:
-    path = _with_impair(tmp_path, "{both: {profile: intercontinental}}", "link_backend: tc\n")
+    path = _with_impair(tmp_path, "{both: {preset: intercontinental}}", "link_backend: tc\n")
     with pytest.raises(SpecError, match="link_backend: expected one of auto, netem, userspace"):
         load_topology(path)
 
 
-def test_shipped_profiles_state_their_grounds() -> None:
-    shipped = load_profile_file(PROFILES_FILE)
+def test_shipped_presets_state_their_grounds() -> None:
+    shipped = load_preset_file(PRESETS_FILE)
     assert {"ru-mobile-lte", "ru-fixed-broadband", "intercontinental"} <= set(shipped)
-    for profile in shipped.values():
-        assert profile.sources or profile.assumptions
-        assert all("assumption" in a for a in profile.assumptions)
+    for preset in shipped.values():
+        assert preset.sources or preset.assumptions
+        assert all("assumption" in a for a in preset.assumptions)
 
 
-def test_profile_file_errors(tmp_path: Path) -> None:
-    bad = tmp_path / "profiles.yaml"
-    bad.write_text("profiles:\n  x-lan:\n    description: d\n    impairment: {delay_ms: 1}\n")
-    with pytest.raises(SpecError, match=r"profiles.yaml:3: profiles.x-lan: a profile needs"):
-        load_profile_file(bad)
-    bad.write_text("profiles:\n  x:\n    description: d\n    assumptions: [a guess]\n"
+def test_preset_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "presets.yaml"
+    bad.write_text("presets:\n  x-lan:\n    description: d\n    impairment: {delay_ms: 1}\n")
+    with pytest.raises(SpecError, match=r"presets.yaml:3: presets.x-lan: a preset needs"):
+        load_preset_file(bad)
+    bad.write_text("presets:\n  x:\n    description: d\n    assumptions: [a guess]\n"
                    "    impairment: {loss_pct: 1, gemodel: {p_pct: 1}}\n")
-    with pytest.raises(SpecError, match=r":5: profiles.x.impairment: loss_pct: give either"):
-        load_profile_file(bad)
+    with pytest.raises(SpecError, match=r":5: presets.x.impairment: loss_pct: give either"):
+        load_preset_file(bad)
 
 
 def test_demo_topology_impairs_the_access_and_the_long_haul() -> None:
     topology = load_topology(paths.TOPOLOGIES / "ru-to-abroad-lte.yaml")
     wanted = {(topology.links[i].ends[d].host, topology.links[i].ends[1 - d].host): imp
               for i, d, imp in topology_impairments(topology)}
-    lte = profiles()["ru-mobile-lte"].impairment
-    haul = profiles()["intercontinental"].impairment
+    lte = presets()["ru-mobile-lte"].impairment
+    haul = presets()["intercontinental"].impairment
     assert wanted == {("caller", "cgnat"): lte, ("cgnat", "caller"): lte,
                       ("censor", "inet"): haul, ("inet", "censor"): haul}
 
@@ -136,12 +136,12 @@ def test_link_set_arguments_build_the_impairment() -> None:
         args = cli._parser().parse_args(["link", "set", *argv])
         return cli._impairment_from_args(args)
 
-    assert parsed("cw123456", "caller", "cgnat", "--delay", "50ms", "--jitter", "5ms",
+    assert parsed("--lab", "cw123456", "caller", "cgnat", "--delay", "50ms", "--jitter", "5ms",
                   "--loss", "1%", "--rate", "2mbit", "--allow-reorder", "--seed", "9") == \
         Impairment(delay_ms=50, jitter_ms=5, loss_pct=1, rate_kbit=2000, keep_order=False,
                    seed=9)
-    lte = parsed("caller", "cgnat", "--profile", "ru-mobile-lte", "--gemodel", "2%,25%")
-    assert lte == profiles()["ru-mobile-lte"].impairment.with_overrides(
+    lte = parsed("caller", "cgnat", "--preset", "ru-mobile-lte", "--gemodel", "2%,25%")
+    assert lte == presets()["ru-mobile-lte"].impairment.with_overrides(
         gemodel=GilbertElliott(2, 25))
     with pytest.raises(ValueError, match="^--rate: 'fast' is not a rate"):
         parsed("caller", "cgnat", "--rate", "fast")

@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
-from harness.lab.lab import remove_stale_labs
-from harness.lab.registry import STATE_FILE, OwnedProcess, Registry, list_runs, stale_runs
+from harness.netns.registry import STATE_FILE, OwnedProcess, Registry, list_runs, stale_runs
+from harness.testbed import remove_stale_labs
 
 
 def _sleeper() -> subprocess.Popen[bytes]:

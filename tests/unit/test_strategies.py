@@ -1,4 +1,4 @@
-"""Unit tests for harness.clients.strategies."""
+"""Unit tests for harness.calls.strategies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 from aiortc.rtcicetransport import connection_kwargs
 
-from harness.clients.strategies import (
+from harness.calls.strategies import (
     DIRECT,
     STRATEGIES,
     Endpoint,

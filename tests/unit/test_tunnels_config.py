@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from harness.clients.strategies import STRATEGIES, Endpoint
+from harness.calls.strategies import STRATEGIES
+from harness.netns.endpoint import Endpoint
 from harness.tunnels import INNER_STRATEGIES, TUNNEL_STRATEGIES, inner_strategy
 from harness.tunnels.naming import IFNAMSIZ_MAX, KIND_LETTERS, interface_name, next_tunnel_names
 from harness.tunnels.openvpn import OpenVpnSide

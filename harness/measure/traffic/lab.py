@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.lab.lab import Lab
 from harness.measure.traffic.udp import Signature
-from harness.services.readiness import wait_listening
+from harness.netns.process import wait_listening
+from harness.testbed import Lab
 
 TRAFFIC = [sys.executable, "-m", "harness.measure.traffic"]
 READY_S = 5.0

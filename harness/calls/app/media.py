@@ -1,0 +1,182 @@
+"""The media of an app-like call, independent of the wire: a paced Opus sender
+and a receiver that tracks what arrived (RFC 3550 loss and interarrival
+jitter, bytes, frame gaps), decodes it and records it as WAV."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.calls.app.opus import (
+    DECODED_RATE,
+    OpusDecoder,
+    OpusEncoder,
+    OpusSettings,
+    WavRecorder,
+    load_reference,
+    looped_frames,
+)
+from harness.wire.rtp import RtpPacket
+
+SendFrame = Callable[[int, int, bytes], None]  # (sequence, timestamp, opus payload)
+
+
+@dataclass
+class SenderStats:
+    packets_sent: int = 0
+    bytes_sent: int = 0
+
+
+class OpusSender:
+    """Encodes the reference, one frame every frame_ms on an absolute schedule
+    (so slow iterations do not stretch the call), and hands each packet to
+    `send`, which the profile points at whatever path the call is on."""
+
+    def __init__(self, audio: Path, settings: OpusSettings, rtp_clock: int) -> None:
+        self.encoder = OpusEncoder(settings)
+        self._frames = looped_frames(load_reference(audio, settings.sample_rate),
+                                     settings.frame_samples)
+        self._ticks_per_frame = rtp_clock * settings.frame_ms // 1000
+        self.stats = SenderStats()
+        self.send: SendFrame | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.encoder.settings.frame_ms / 1000.0
+        start, sequence = loop.time(), 0
+        while True:
+            payload = self.encoder.encode(next(self._frames))
+            if self.send is not None:
+                self.send(sequence, sequence * self._ticks_per_frame, payload)
+                self.stats.packets_sent += 1
+                self.stats.bytes_sent += len(payload)
+            sequence += 1
+            await asyncio.sleep(max(0.0, start + sequence * period - loop.time()))
+
+
+@dataclass
+class ReceiverStats:
+    packets_received: int = 0
+    duplicates: int = 0
+    bytes_received: int = 0
+    first_seq: int | None = None
+    highest_seq: int | None = None
+    jitter_s: float = 0.0
+    frames_decoded: int = 0
+    t_first: float | None = None
+    t_last: float | None = None
+    max_gap_s: float = 0.0
+
+    @property
+    def expected(self) -> int:
+        if self.first_seq is None or self.highest_seq is None:
+            return 0
+        return self.highest_seq - self.first_seq + 1
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.packets_received)
+
+    @property
+    def loss_pct(self) -> float | None:
+        total = self.expected
+        return None if total == 0 else 100.0 * self.lost / total
+
+
+@dataclass
+class _Transit:
+    last_transit: float | None = None
+    seen: set[int] = field(default_factory=set)
+
+
+class OpusReceiver:
+    """What one side received. Sequence numbers are the frame index (no wrap in
+    a call of minutes: 16 bits of 60 ms frames last over an hour)."""
+
+    def __init__(self, record: Path | None, rtp_clock: int, frame_ms: int) -> None:
+        self.stats = ReceiverStats()
+        self.first_frame = asyncio.Event()
+        self._clock = rtp_clock
+        self._decoder = OpusDecoder()
+        self._wav = WavRecorder(record)
+        self._frame_samples = DECODED_RATE * frame_ms // 1000
+        self._next_seq: int | None = None
+        self._transit = _Transit()
+
+    def on_rtp(self, packet: RtpPacket, wire_bytes: int) -> None:
+        now = time.monotonic()
+        s = self.stats
+        if packet.sequence in self._transit.seen:
+            s.duplicates += 1  # e.g. the same frame over two relay endpoints
+            return
+        self._transit.seen.add(packet.sequence)
+        s.packets_received += 1
+        s.bytes_received += wire_bytes
+        s.first_seq = packet.sequence if s.first_seq is None else min(s.first_seq,
+                                                                         packet.sequence)
+        s.highest_seq = max(s.highest_seq or 0, packet.sequence)
+        self._update_jitter(now, packet.timestamp)
+        if s.t_last is not None:
+            s.max_gap_s = max(s.max_gap_s, now - s.t_last)
+        s.t_last = now
+        self._play(packet)
+        if s.t_first is None and s.frames_decoded:
+            s.t_first = now
+            self.first_frame.set()
+
+    def _update_jitter(self, now: float, timestamp: int) -> None:
+        transit = now - timestamp / self._clock
+        last = self._transit.last_transit
+        if last is not None:
+            self.stats.jitter_s += (abs(transit - last) - self.stats.jitter_s) / 16.0
+        self._transit.last_transit = transit
+
+    def _play(self, packet: RtpPacket) -> None:
+        """Decode in order: a late frame is counted but not played; frames that
+        never came before this one are played as silence."""
+        if self._next_seq is not None and packet.sequence < self._next_seq:
+            return
+        if self._next_seq is not None:
+            missing = packet.sequence - self._next_seq
+            if missing:
+                self._wav.add_silence(missing * self._frame_samples)
+        pcm = self._decoder.decode(packet.payload)
+        if pcm.size:
+            self.stats.frames_decoded += 1
+            self._wav.add(pcm)
+        self._next_seq = packet.sequence + 1
+
+    def close(self) -> None:
+        self._wav.close()
+
+
+@dataclass
+class Timeline:
+    """Cumulative counters about once a second (the rows the aiortc peer writes)."""
+
+    rows: list[dict[str, float | int | None]] = field(default_factory=list)
+
+    async def sample(self, sender: OpusSender, receiver: OpusReceiver,
+                     period_s: float = 1.0) -> None:
+        while True:
+            self.add(sender, receiver)
+            await asyncio.sleep(period_s)
+
+    def add(self, sender: OpusSender, receiver: OpusReceiver) -> None:
+        r = receiver.stats
+        self.rows.append({"monotonic": round(time.monotonic(), 3),
+                          "sent": sender.stats.packets_sent, "received": r.packets_received,
+                          "lost": r.lost, "jitter_ms": round(1000.0 * r.jitter_s, 3),
+                          "bytes_received": r.bytes_received})
+
+
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task
