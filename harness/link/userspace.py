@@ -12,6 +12,11 @@ namespace: one iptables rule
 gone) and one daemon process, started with `LabHost.start` so the run's
 registry records it and teardown stops it. Parameters change without a gap:
 the config file is rewritten and the daemon reloads it on SIGHUP.
+
+The daemon also measures itself: `lateness(target)` says how late its
+verdicts left against the departures it scheduled (p50/p99/max, packets
+beyond LATE_TOLERANCE_US), how it was scheduled, and how much CPU time the
+hypervisor stole meanwhile (harness.link.backend.LinkLateness).
 """
 
 from __future__ import annotations
@@ -21,8 +26,9 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from harness.link.backend import LinkBackend, LinkBackendError, LinkTarget
+from harness.link.backend import LinkBackend, LinkBackendError, LinkLateness, LinkTarget
 from harness.link.impaird_binary import DUP_MARK, impaird_path
 from harness.netns.host import LabHost
 from harness.netns.registry import OwnedProcess, Registry, process_start_ticks, terminate
@@ -33,6 +39,11 @@ READY_TIMEOUT_S = 5.0
 STATS_TIMEOUT_S = 2.0
 NFQUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
 OWNER_GLOB = "impaird-*.owner.json"
+# A packet whose verdict leaves later than this after its scheduled departure
+# counts as late (the daemon's `over_tolerance`): the median error the link
+# fidelity calibration allows (0.5 ms). LinkLateness.missed(tolerance_us=...)
+# judges any other tolerance from the histogram.
+LATE_TOLERANCE_US = 500
 
 
 def render_config(impairment: Impairment, queue: int) -> str:
@@ -123,7 +134,8 @@ class UserspaceBackend(LinkBackend):
         if target.queue in bound_queues(target.host):
             raise LinkBackendError(f"{target.label}: NFQUEUE {target.queue} is already bound")
         proc = target.host.start([str(impaird_path()), "--config", str(config), "--stats",
-                                  str(stats)], what=self.what(target), log=log)
+                                  str(stats), "--late-tolerance-us", str(LATE_TOLERANCE_US)],
+                                 what=self.what(target), log=log)
         ticks = process_start_ticks(proc.pid)
         if ticks is not None:
             owned = OwnedProcess(proc.pid, ticks, target.host.name, self.what(target))
@@ -159,6 +171,16 @@ class UserspaceBackend(LinkBackend):
 
     def stats(self, target: LinkTarget) -> dict[str, int]:
         """The daemon's counters (received, passed, dropped_loss, ...), fresh."""
+        return {key: value for key, value in self.stats_document(target).items()
+                if isinstance(value, int) and not isinstance(value, bool)}
+
+    def lateness(self, target: LinkTarget) -> LinkLateness:
+        """How late the daemon's own verdicts were since it started, fresh
+        (take two and use `since` for a window such as one call)."""
+        return parse_lateness(self.stats_document(target))
+
+    def stats_document(self, target: LinkTarget) -> dict[str, Any]:
+        """Everything the daemon writes on SIGUSR1 (see impaird/README.md), fresh."""
         _, stats, _ = self.files(target)
         before = stats.stat().st_mtime_ns if stats.exists() else 0
         self._signal(target, signal.SIGUSR1)
@@ -166,8 +188,8 @@ class UserspaceBackend(LinkBackend):
         while time.monotonic() < deadline:
             if stats.exists() and stats.stat().st_mtime_ns != before:
                 try:
-                    counters: dict[str, int] = json.loads(stats.read_text())
-                    return counters
+                    document: dict[str, Any] = json.loads(stats.read_text())
+                    return document
                 except ValueError:
                     pass  # caught mid-write
             time.sleep(0.02)
@@ -195,6 +217,30 @@ class UserspaceBackend(LinkBackend):
         tail = log.read_text(errors="replace")[-500:].strip() if log.exists() else ""
         raise LinkBackendError(f"{target.label}: callwall-impaird did not bind NFQUEUE "
                                f"{target.queue}: {tail or 'no output'}")
+
+
+def parse_lateness(document: dict[str, Any]) -> LinkLateness:
+    """LinkLateness from the daemon's stats document (pure). A daemon too old
+    to measure itself gives ValueError."""
+    try:
+        late = document["lateness"]
+        scheduling = document.get("scheduling", {})
+        machine = document.get("machine", {})
+        steal = int(machine.get("steal_ms", -1))
+        return LinkLateness(
+            packets=int(late["count"]), p50_us=int(late["p50_us"]), p99_us=int(late["p99_us"]),
+            p999_us=int(late["p999_us"]), max_us=int(late["max_us"]),
+            tolerance_us=int(late["tolerance_us"]), over_tolerance=int(late["over_tolerance"]),
+            buckets=tuple((int(low), int(count)) for low, count in late.get("buckets", [])),
+            realtime=scheduling.get("policy") == "fifo",
+            realtime_refused=str(scheduling.get("realtime_refused", "")),
+            wakers=int(scheduling.get("wakers", 1)),
+            memory_locked=bool(scheduling.get("memory_locked", False)),
+            elapsed_ms=int(machine.get("elapsed_ms", 0)), cpus=int(machine.get("cpus", 0)),
+            steal_ms=steal if steal >= 0 else None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"no lateness in the daemon's stats ({exc!r}): rebuild "
+                         "callwall-impaird (make install)") from exc
 
 
 def _write_atomically(path: Path, text: str) -> None:

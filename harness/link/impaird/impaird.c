@@ -11,12 +11,13 @@
 #include <inttypes.h>
 #include <linux/netfilter.h>
 #include <netinet/in.h>
-#include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -24,8 +25,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "lateness.h"
 #include "model.h"
 #include "nfq.h"
+#include "realtime.h"
 
 /* Duplicates are re-sent through a raw socket carrying this mark; the NFQUEUE
  * rule must skip it (`-m mark ! --mark 0x1d0f`) or the copy would loop. */
@@ -39,10 +42,25 @@
 /* Packets due within this much of the one that woke us leave with it: one wake
  * and one sendmsg for a burst, at the cost of leaving up to 20 us early. */
 #define RIDE_ALONG_NS (20 * NS_PER_US)
-/* After reading packets, leave the queue alone this long: packets arriving in
- * that window are timestamped up to 50 us late; a lone packet never is. */
+/* After a read that found more than one packet (or any read in a flood), leave
+ * the queue alone this long: packets arriving in that window are timestamped
+ * up to 50 us late; a lone packet never is. */
 #define COALESCE_NS (50 * NS_PER_US)
+/* A waker's timer goes off this much before a departure at most (its recent
+ * wake-up latency, learnt), and it spins the rest of the way. */
+#define SPIN_MAX_NS (50 * NS_PER_US)
+#define SPIN_START_NS (20 * NS_PER_US)
 #define EXIT_CONFIG 2
+/* Lateness above this counts in the stats' over_tolerance (--late-tolerance-us). */
+#define DEFAULT_LATE_TOLERANCE_US 500
+/* Verdicts queued for one sendmsg; their lateness is measured when it is sent. */
+#define PENDING_MAX 4096
+#define MAX_WAKERS 2
+#define HELPER_STACK (256 * 1024)
+/* While traffic is under this rate the wakers run SCHED_FIFO, on two CPUs (see
+ * README.md, Timing); above it one ordinary task reads in batches. */
+#define REALTIME_MAX_PPS 5000
+#define RATE_WINDOW_NS (100 * 1000 * NS_PER_US)
 
 typedef struct {
     const char *config_path;
@@ -50,10 +68,33 @@ typedef struct {
     long simulate;  /* packets, or -1 */
     long interval_us;
     long size;
+    long late_tolerance_us;
     int realtime;
+    int single_waker;
 } options_t;
 
+typedef struct daemon daemon_t;
+
+/* One thread that sleeps until the next event (a departure, a packet, a
+ * signal) and then does whatever is due, holding the daemon's lock. Two of
+ * them, pinned to two CPUs, so that a CPU that does not run for a while (its
+ * vCPU preempted by the host, or a long non-preemptible kernel path) delays
+ * nothing: the other one does the work. */
 typedef struct {
+    daemon_t *d;
+    int index;          /* 0: the main thread (it also handles signals) */
+    int cpu;            /* its CPU while two wakers are active, else -1 */
+    int kick_fd, signal_fd;
+    int epoll_all, epoll_quiet;
+    int realtime_now, pinned_now;
+    int64_t early_ns;   /* how long before a departure it arms its timer */
+    lateness_t wake;    /* woken by its timer minus the departure it slept for */
+    uint64_t released, reads;  /* packets it released; receive passes that found packets */
+    pthread_t thread;
+} waker_t;
+
+struct daemon {
+    pthread_mutex_t lock;  /* every field below, and the wakers' counters */
     impair_model_t model;
     departure_heap_t heap;
     nfq_t nfq;
@@ -61,17 +102,20 @@ typedef struct {
     int64_t now_ns;
     uint64_t duplicates_failed;
     const options_t *options;
-    int options_realtime, realtime_now;  /* wanted; in effect */
+    int flood;             /* over REALTIME_MAX_PPS: one ordinary waker, batching */
+    int realtime_refused;  /* errno of a refused sched_setscheduler, else 0 */
+    int memory_lock_error; /* errno of a refused mlockall, else 0 */
     int64_t window_end_ns;
     uint64_t window_received;
-} daemon_t;
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
-}
+    int64_t quiet_until_ns;
+    int stopping, status;
+    int64_t started_ns, steal_at_start_ms;
+    lateness_t late;       /* verdict sent minus scheduled departure, per packet */
+    int64_t pending[PENDING_MAX];  /* departures of the verdicts not sent yet */
+    size_t pending_count;
+    size_t wakers;
+    waker_t waker[MAX_WAKERS];
+};
 
 static uint32_t copy_range_for(const impair_config_t *cfg)
 {
@@ -83,7 +127,45 @@ static uint32_t kernel_queue_length(const impair_config_t *cfg)
     return cfg->limit_packets + KERNEL_QUEUE_HEADROOM;
 }
 
+/* Two wakers work, on their two CPUs, unless traffic is a flood. */
+static int pair_active(const daemon_t *d)
+{
+    return d->wakers > 1 && !d->flood;
+}
+
+static int realtime_wanted(const daemon_t *d)
+{
+    return d->options->realtime && !d->flood && !d->realtime_refused;
+}
+
 /* ---- statistics ---- */
+
+static void write_scheduling(FILE *file, const daemon_t *d)
+{
+    const waker_t *main_waker = &d->waker[0];
+    int slack = prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+    fprintf(file,
+            "{\"policy\": \"%s\", \"priority\": %d, \"realtime_refused\": \"%s\", "
+            "\"memory_locked\": %s, \"memory_lock_error\": \"%s\", \"timer_slack_ns\": %d, "
+            "\"wakers\": %d, \"flood\": %s, \"per_waker\": [",
+            main_waker->realtime_now ? "fifo" : "other",
+            main_waker->realtime_now ? REALTIME_PRIORITY : 0,
+            d->realtime_refused ? strerror(d->realtime_refused) : "",
+            d->memory_lock_error ? "false" : "true",
+            d->memory_lock_error ? strerror(d->memory_lock_error) : "", slack,
+            pair_active(d) ? 2 : 1, d->flood ? "true" : "false");
+    for (size_t i = 0; i < d->wakers; i++) {
+        const waker_t *w = &d->waker[i];
+        fprintf(file,
+                "%s{\"cpu\": %d, \"realtime\": %s, \"released\": %" PRIu64 ", \"reads\": %" PRIu64
+                ", \"early_us\": %" PRId64 ", \"wakeup\": ",
+                i ? ", " : "", w->pinned_now ? w->cpu : -1, w->realtime_now ? "true" : "false",
+                w->released, w->reads, (int64_t)(w->early_ns / NS_PER_US));
+        lateness_write_json(file, &w->wake, 0);
+        fputc('}', file);
+    }
+    fputs("]}", file);
+}
 
 static void write_stats(const daemon_t *d)
 {
@@ -101,10 +183,19 @@ static void write_stats(const daemon_t *d)
             "{\"received\": %" PRIu64 ", \"passed\": %" PRIu64 ", \"dropped_loss\": %" PRIu64
             ", \"dropped_limit\": %" PRIu64 ", \"duplicated\": %" PRIu64
             ", \"reordered\": %" PRIu64 ", \"held\": %zu, \"enobufs\": %" PRIu64
-            ", \"netlink_errors\": %" PRIu64 ", \"duplicates_failed\": %" PRIu64 "}\n",
+            ", \"netlink_errors\": %" PRIu64 ", \"duplicates_failed\": %" PRIu64,
             s->received, s->passed, s->dropped_loss, s->dropped_limit, s->duplicated,
             s->reordered, d->heap.count, d->nfq.enobufs, d->nfq.netlink_errors,
             d->duplicates_failed);
+    fputs(", \"lateness\": ", file);
+    lateness_write_json(file, &d->late, 1);
+    fputs(", \"scheduling\": ", file);
+    write_scheduling(file, d);
+    int64_t steal = steal_ms();
+    fprintf(file, ", \"machine\": {\"cpus\": %ld, \"elapsed_ms\": %" PRId64
+                  ", \"steal_ms\": %" PRId64 "}}\n",
+            sysconf(_SC_NPROCESSORS_ONLN), (monotonic_ns() - d->started_ns) / 1000000,
+            steal >= 0 && d->steal_at_start_ms >= 0 ? steal - d->steal_at_start_ms : -1);
     if (fclose(file) != 0 || rename(temporary, d->options->stats_path) != 0)
         fprintf(stderr, "callwall-impaird: %s: %s\n", d->options->stats_path, strerror(errno));
 }
@@ -139,14 +230,31 @@ static int open_raw(int family)
     return fd;
 }
 
-/* ---- the data path ---- */
+/* ---- the data path (called with the lock held) ---- */
+
+/* Send the queued verdicts; each accepted packet's lateness is the time of
+ * this send minus its scheduled departure. */
+static void send_verdicts(daemon_t *d)
+{
+    int64_t sent_ns = monotonic_ns();
+    nfq_flush(&d->nfq);
+    for (size_t i = 0; i < d->pending_count; i++)
+        lateness_add(&d->late, sent_ns - d->pending[i]);
+    d->pending_count = 0;
+}
 
 static void release(daemon_t *d, held_packet_t *packet)
 {
     if (packet->kind == HELD_ORIGINAL) {
         nfq_verdict(&d->nfq, packet->packet_id, NF_ACCEPT);
+        if (d->pending_count < PENDING_MAX)
+            d->pending[d->pending_count++] = packet->departure_ns;
+        else
+            lateness_add(&d->late, monotonic_ns() - packet->departure_ns);
     } else {
+        int64_t sent_ns = monotonic_ns();
         send_duplicate(d, packet);
+        lateness_add(&d->late, sent_ns - packet->departure_ns);
         free(packet->copy);
     }
 }
@@ -184,28 +292,34 @@ static void on_packet(void *ctx, const nfq_packet_t *packet)
     hold_or_release(d, &copy);
 }
 
-static void release_due(daemon_t *d)
+static void release_due(daemon_t *d, waker_t *w)
 {
     if (!heap_due(&d->heap, d->now_ns))
         return;
     while (heap_due(&d->heap, d->now_ns + RIDE_ALONG_NS)) {
         held_packet_t packet = heap_pop(&d->heap);
         release(d, &packet);
+        w->released++;
     }
 }
 
-static int receive_waiting(daemon_t *d)
+/* Packets read (datagrams, one packet each), or -1 on a fatal error. */
+static int receive_waiting(daemon_t *d, waker_t *w)
 {
+    int total = 0;
     for (int round = 0; round < RECEIVE_ROUNDS; round++) {
         d->now_ns = monotonic_ns();
-        release_due(d);  /* what is due leaves before later arrivals are counted as held */
+        release_due(d, w);  /* what is due leaves before later arrivals are counted as held */
         int got = nfq_receive(&d->nfq, on_packet, d);
         if (got < 0)
             return -1;
+        if (got > 0 && round == 0)
+            w->reads++;
+        total += got;
         if (got < NFQ_RECV_BATCH)
             break;  /* drained: spare the recvmmsg that would say EAGAIN */
     }
-    return 0;
+    return total;
 }
 
 static void reload(daemon_t *d)
@@ -224,6 +338,7 @@ static void reload(daemon_t *d)
         return;
     }
     impair_config_t previous = d->model.cfg;
+    send_verdicts(d);
     model_reconfigure(&d->model, &next);
     if (copy_range_for(&previous) != copy_range_for(&next) ||
         previous.limit_packets != next.limit_packets)
@@ -246,69 +361,216 @@ static int handle_signal(daemon_t *d, int fd)
     return 1;
 }
 
-/* Real-time priority while traffic is light. On a busy machine an ordinary
+/* ---- scheduling ----
+ *
+ * Real-time priority while traffic is light. On a busy machine an ordinary
  * task wakes milliseconds late (p99 delay error 4 ms measured here at load 6 on
  * 2 cores; under 1 ms at SCHED_FIFO). But a real-time reader preempts the
  * sender at every packet and reads them one by one, which cost 2-3x the CPU per
- * packet in a flood; so above REALTIME_MAX_PPS the daemon drops to an ordinary
- * task, and batches. Harmless: it sleeps whenever nothing is due, does bounded
- * work per wake, and the kernel's RT throttling caps it below a full CPU. */
-#define REALTIME_PRIORITY 10
-#define REALTIME_MAX_PPS 5000
-#define RATE_WINDOW_NS (100 * 1000 * NS_PER_US)
+ * packet in a flood; so above REALTIME_MAX_PPS the daemon drops to one
+ * ordinary task, and batches. Harmless: it sleeps whenever nothing is due, does
+ * bounded work per wake, and the kernel's RT throttling caps it below a full CPU. */
 
-static void set_realtime(daemon_t *d, int on)
+static void kick(const waker_t *w)
 {
-    if (on == d->realtime_now)
-        return;
-    struct sched_param param = {.sched_priority = on ? REALTIME_PRIORITY : 0};
-    if (sched_setscheduler(0, (on ? SCHED_FIFO : SCHED_OTHER) | SCHED_RESET_ON_FORK,
-                           &param) < 0) {
-        fprintf(stderr, "callwall-impaird: running without real-time priority (%s): delays "
-                        "may be late on a busy machine\n", strerror(errno));
-        d->options_realtime = 0;  /* do not try again */
-        return;
-    }
-    d->realtime_now = on;
+    uint64_t one = 1;
+    if (write(w->kick_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        fprintf(stderr, "callwall-impaird: waking a waker: %s\n", strerror(errno));
 }
 
-/* Called once per loop: every RATE_WINDOW_NS, pick the class for the rate seen. */
-static void adapt_priority(daemon_t *d)
+/* Called once per pass: every RATE_WINDOW_NS, judge the rate seen. */
+static void adapt_to_rate(daemon_t *d)
 {
-    if (!d->options_realtime || d->now_ns < d->window_end_ns)
+    if (d->now_ns < d->window_end_ns)
         return;
     double seconds = (double)(d->now_ns - d->window_end_ns + RATE_WINDOW_NS) / NS_PER_S;
     double packets = (double)(d->model.stats.received - d->window_received);
-    set_realtime(d, d->window_end_ns == 0 || packets <= REALTIME_MAX_PPS * seconds);
+    int was_flood = d->flood;
+    d->flood = d->window_end_ns != 0 && packets > REALTIME_MAX_PPS * seconds;
     d->window_received = d->model.stats.received;
     d->window_end_ns = d->now_ns + RATE_WINDOW_NS;
+    if (was_flood && !d->flood && d->wakers > 1)
+        kick(&d->waker[1]);  /* unpark the helper */
 }
 
-/* Two epoll sets: everything, and signals only. After a read the daemon waits
- * on the second for COALESCE_NS, so a flood is read in batches instead of one
- * packet per wake (which, at real-time priority, tripled the CPU per packet). */
-typedef struct {
-    int everything, signals_only, signal_fd;
-} events_t;
-
-/* How long to sleep: until the head of the heap is due or `quiet_until`,
- * whichever is first; forever when neither is pending. */
-static struct timespec *wait_budget(const departure_heap_t *heap, int64_t now_ns,
-                                    int64_t quiet_until_ns, struct timespec *budget)
+/* Bring the calling waker's class and CPU in line with what the daemon wants
+ * (lock held: the stats read them). */
+static void apply_scheduling(daemon_t *d, waker_t *w)
 {
-    int64_t until = quiet_until_ns > now_ns ? quiet_until_ns : INT64_MAX;
-    if (heap->count && heap->items[0].departure_ns < until)
-        until = heap->items[0].departure_ns;
-    if (until == INT64_MAX)
-        return NULL;
-    int64_t wait = until > now_ns ? until - now_ns : 0;
-    budget->tv_sec = wait / NS_PER_S;
-    budget->tv_nsec = wait % NS_PER_S;
-    return budget;
+    int realtime = realtime_wanted(d);
+    if (realtime != w->realtime_now) {
+        int error = set_thread_realtime(realtime);
+        if (error == 0) {
+            w->realtime_now = realtime;
+        } else if (realtime) {
+            fprintf(stderr, "callwall-impaird: running without real-time priority (%s): "
+                            "delays may be late on a busy machine\n", strerror(error));
+            d->realtime_refused = error;  /* do not try again; the stats say so */
+        }
+    }
+    int pinned = pair_active(d) && w->cpu >= 0;
+    if (pinned != w->pinned_now && pin_thread(pinned ? w->cpu : -1) == 0)
+        w->pinned_now = pinned;
+}
+
+/* ---- the wakers ---- */
+
+static int watch(int epoll_fd, int fd)
+{
+    struct epoll_event event = {.events = EPOLLIN, .data.fd = fd};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+}
+
+/* Two epoll sets per waker: everything (the queue, its kick, signals), and
+ * everything but the queue: after a read the waker leaves the queue alone
+ * COALESCE_NS, so a flood is read in batches instead of one packet per wake;
+ * a parked helper waits there for its kick. */
+static int setup_waker(daemon_t *d, waker_t *w, int index, int cpu, int signal_fd)
+{
+    *w = (waker_t){.d = d, .index = index, .cpu = cpu, .signal_fd = signal_fd,
+                   .early_ns = SPIN_START_NS};
+    lateness_init(&w->wake, d->late.tolerance_ns);
+    w->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    w->epoll_all = epoll_create1(EPOLL_CLOEXEC);
+    w->epoll_quiet = epoll_create1(EPOLL_CLOEXEC);
+    if (w->kick_fd < 0 || w->epoll_all < 0 || w->epoll_quiet < 0)
+        return -1;
+    int sets[] = {w->epoll_all, w->epoll_quiet};
+    for (int i = 0; i < 2; i++)
+        if (watch(sets[i], w->kick_fd) < 0 || (signal_fd >= 0 && watch(sets[i], signal_fd) < 0))
+            return -1;
+    return watch(w->epoll_all, d->nfq.fd);
+}
+
+/* After a timed wake for `departure_ns`: learn how long wakes take (the
+ * timeout ran out at armed_ns), record how late this one was, and (at real-time
+ * priority) spin the rest of the way if it was early. Lock held: the other
+ * waker waits rather than spins too. */
+static int64_t after_timer(waker_t *w, int64_t armed_ns, int64_t departure_ns)
+{
+    int64_t now = monotonic_ns();
+    int64_t took = now - armed_ns;
+    if (took > SPIN_MAX_NS)
+        took = SPIN_MAX_NS;
+    if (took < 0)
+        took = 0;
+    w->early_ns += (took - w->early_ns) / 8;
+    lateness_add(&w->wake, now - departure_ns);
+    if (w->realtime_now && now < departure_ns && departure_ns - now <= SPIN_MAX_NS)
+        now = spin_until(departure_ns);
+    return now;
+}
+
+typedef struct {
+    int timer, queue, kick, signal;
+} woken_t;
+
+/* Sleep on `epoll_fd` until an event or CLOCK_MONOTONIC time `until_ns`
+ * (INT64_MAX: no time limit). The timeout is epoll_pwait2's own hrtimer, on
+ * this thread's CPU, at nanosecond resolution (0 slack at real-time priority,
+ * 1 ns otherwise plus 0.1% of the wait): a timerfd re-armed at every pass
+ * cost a tenth of the daemon's CPU time in a flood on this VM. */
+static woken_t wait_for_events(waker_t *w, int epoll_fd, int64_t until_ns)
+{
+    woken_t woken = {0, 0, 0, 0};
+    struct epoll_event events[4];
+    struct timespec budget, *timeout = NULL;
+    if (until_ns != INT64_MAX) {
+        int64_t wait = until_ns - monotonic_ns();
+        if (wait < 0)
+            wait = 0;
+        budget.tv_sec = wait / NS_PER_S;
+        budget.tv_nsec = wait % NS_PER_S;
+        timeout = &budget;
+    }
+    int ready = epoll_pwait2(epoll_fd, events, 4, timeout, NULL);
+    if (ready == 0 && timeout)
+        woken.timer = 1;
+    for (int i = 0; i < ready; i++) {
+        int fd = events[i].data.fd;
+        uint64_t count;
+        if (fd == w->kick_fd)
+            woken.kick = read(w->kick_fd, &count, sizeof(count)) >= 0;
+        else if (fd == w->signal_fd)
+            woken.signal = 1;
+        else
+            woken.queue = 1;
+    }
+    if (ready < 0 && errno != EINTR)
+        fprintf(stderr, "callwall-impaird: epoll_pwait2: %s\n", strerror(errno));
+    return woken;
+}
+
+static void stop_all(daemon_t *d, int status)
+{
+    d->stopping = 1;
+    if (status < 0)
+        d->status = status;
+    for (size_t i = 0; i < d->wakers; i++)
+        kick(&d->waker[i]);
+}
+
+/* One waker's life: do what is due, then sleep until the next departure (its
+ * timer), a packet, a signal or a kick. Returns when the daemon stops. */
+static void *waker_run(void *arg)
+{
+    waker_t *w = arg;
+    daemon_t *d = w->d;
+    woken_t woken = {0, 1, 0, 0};  /* read whatever queued before we slept */
+    int64_t slept_for = INT64_MAX;  /* the departure the timeout was for */
+    int64_t wake_at = INT64_MAX;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        if (d->stopping)
+            break;
+        int64_t now = monotonic_ns();
+        if (woken.timer && slept_for != INT64_MAX)
+            now = after_timer(w, wake_at, slept_for);
+        d->now_ns = now;
+        release_due(d, w);
+        if (woken.queue && d->now_ns >= d->quiet_until_ns) {
+            int got = receive_waiting(d, w);
+            if (got < 0) {
+                stop_all(d, -1);
+                break;
+            }
+            if (got > 1 || d->flood)  /* packets come faster than we wake: batch */
+                d->quiet_until_ns = d->now_ns + COALESCE_NS;
+        }
+        send_verdicts(d);
+        if (woken.signal && !handle_signal(d, w->signal_fd)) {
+            stop_all(d, 0);
+            break;
+        }
+        adapt_to_rate(d);
+        apply_scheduling(d, w);
+        int parked = w->index > 0 && !pair_active(d);
+        int64_t departure = d->heap.count ? d->heap.items[0].departure_ns : INT64_MAX;
+        int quiet = d->now_ns < d->quiet_until_ns;
+        /* Early, to spin the rest of the way, only at real-time priority: in a
+         * flood the spins would add up to a large share of a CPU. */
+        int64_t early = w->realtime_now ? w->early_ns : 0;
+        wake_at = departure == INT64_MAX ? INT64_MAX : departure - early;
+        slept_for = departure;
+        if (quiet && d->quiet_until_ns < wake_at) {
+            wake_at = d->quiet_until_ns;
+            slept_for = INT64_MAX;
+        }
+        if (parked)
+            wake_at = INT64_MAX;
+        int epoll_fd = parked || quiet ? w->epoll_quiet : w->epoll_all;
+        pthread_mutex_unlock(&d->lock);
+        woken = wait_for_events(w, epoll_fd, wake_at);
+        if (parked)
+            woken.queue = 1;  /* unparked: see to the queue at once */
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
 }
 
 /* Blocked from the start, read through a signalfd: a signal during the bind
- * waits instead of killing the process half-way. */
+ * waits instead of killing the process half-way. Threads inherit the mask. */
 static void block_signals(sigset_t *signals)
 {
     sigemptyset(signals);
@@ -319,64 +581,35 @@ static void block_signals(sigset_t *signals)
     sigprocmask(SIG_BLOCK, signals, NULL);
 }
 
-static int watch(int epoll_fd, int fd)
-{
-    struct epoll_event event = {.events = EPOLLIN, .data.fd = fd};
-    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
-}
-
-static int setup_events(int nfq_fd, const sigset_t *signals, events_t *events)
-{
-    events->signal_fd = signalfd(-1, signals, SFD_NONBLOCK | SFD_CLOEXEC);
-    events->everything = epoll_create1(EPOLL_CLOEXEC);
-    events->signals_only = epoll_create1(EPOLL_CLOEXEC);
-    if (events->signal_fd < 0 || events->everything < 0 || events->signals_only < 0)
-        return -1;
-    if (watch(events->everything, nfq_fd) < 0 || watch(events->everything, events->signal_fd) < 0
-        || watch(events->signals_only, events->signal_fd) < 0)
-        return -1;
-    return 0;
-}
-
-/* One wait per round: epoll_pwait2 sleeps with nanosecond precision until the
- * next departure (timer slack is 1 ns), so no timerfd to re-arm and read. */
-static int event_loop(daemon_t *d, const events_t *events)
-{
-    int64_t quiet_until_ns = 0;
-    for (;;) {
-        d->now_ns = monotonic_ns();
-        release_due(d);
-        nfq_flush(&d->nfq);
-        adapt_priority(d);
-        struct timespec budget;
-        struct epoll_event ready_events[2];
-        int epoll_fd = d->now_ns < quiet_until_ns ? events->signals_only : events->everything;
-        int ready = epoll_pwait2(epoll_fd, ready_events, 2,
-                                 wait_budget(&d->heap, d->now_ns, quiet_until_ns, &budget), NULL);
-        if (ready < 0 && errno != EINTR) {
-            fprintf(stderr, "callwall-impaird: epoll_pwait2: %s\n", strerror(errno));
-            return -1;
-        }
-        for (int i = 0; i < ready; i++) {
-            int fd = ready_events[i].data.fd;
-            if (fd == d->nfq.fd) {
-                if (receive_waiting(d) < 0)
-                    return -1;
-                quiet_until_ns = d->now_ns + COALESCE_NS;
-            }
-            if (fd == events->signal_fd && !handle_signal(d, events->signal_fd))
-                return 0;
-        }
-    }
-}
-
 static void release_everything(daemon_t *d)
 {
     while (d->heap.count) {
         held_packet_t packet = heap_pop(&d->heap);
         release(d, &packet);
     }
-    nfq_flush(&d->nfq);
+    send_verdicts(d);
+}
+
+/* The second waker, pinned to another CPU; none when this process may use
+ * one CPU only (or --single-waker). */
+static void start_helper(daemon_t *d, const int *cpus, size_t count)
+{
+    if (count < 2 || d->options->single_waker)
+        return;
+    if (setup_waker(d, &d->waker[1], 1, cpus[1], -1) < 0) {
+        fprintf(stderr, "callwall-impaird: one waker only: %s\n", strerror(errno));
+        return;
+    }
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, HELPER_STACK);
+    d->wakers = 2;  /* before it runs: it reads the count under the lock */
+    int error = pthread_create(&d->waker[1].thread, &attr, waker_run, &d->waker[1]);
+    pthread_attr_destroy(&attr);
+    if (error) {
+        d->wakers = 1;
+        fprintf(stderr, "callwall-impaird: one waker only: %s\n", strerror(error));
+    }
 }
 
 static int run_daemon(const options_t *options, const impair_config_t *cfg)
@@ -384,8 +617,11 @@ static int run_daemon(const options_t *options, const impair_config_t *cfg)
     static daemon_t d;  /* large (heap, buffers): not on the stack */
     char err[512];
     d.options = options;
+    d.started_ns = monotonic_ns();
+    d.steal_at_start_ms = steal_ms();
+    pthread_mutex_init(&d.lock, NULL);
     model_init(&d.model, cfg);
-    events_t events;
+    lateness_init(&d.late, options->late_tolerance_us * NS_PER_US);
     sigset_t signals;
     block_signals(&signals);
     if (nfq_open(&d.nfq, (uint16_t)cfg->queue, kernel_queue_length(cfg), copy_range_for(cfg),
@@ -393,21 +629,33 @@ static int run_daemon(const options_t *options, const impair_config_t *cfg)
         fprintf(stderr, "callwall-impaird: queue %u: %s\n", cfg->queue, err);
         return 1;
     }
-    if (setup_events(d.nfq.fd, &signals, &events) < 0) {
+    int signal_fd = signalfd(-1, &signals, SFD_NONBLOCK | SFD_CLOEXEC);
+    int cpus[MAX_WAKERS];
+    remember_allowed_cpus();
+    size_t count = pick_cpus(cfg->queue, cpus, MAX_WAKERS);
+    if (signal_fd < 0 || setup_waker(&d, &d.waker[0], 0, count ? cpus[0] : -1, signal_fd) < 0) {
         fprintf(stderr, "callwall-impaird: setting up events: %s\n", strerror(errno));
         return 1;
     }
+    d.wakers = 1;
     d.raw4 = open_raw(AF_INET);
     d.raw6 = open_raw(AF_INET6);
-    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);  /* wake at the departure, not 50 us later */
-    d.options_realtime = options->realtime;
+    /* Inherited by the helper (and set again on leaving SCHED_FIFO). */
+    prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    d.memory_lock_error = lock_memory();
+    if (d.memory_lock_error)
+        fprintf(stderr, "callwall-impaird: memory not locked (%s): a page fault may delay "
+                        "packets\n", strerror(d.memory_lock_error));
+    start_helper(&d, cpus, count);
     fprintf(stderr, "callwall-impaird: queue %u bound\n", cfg->queue);
-    int status = event_loop(&d, &events);
+    waker_run(&d.waker[0]);
+    if (d.wakers > 1)
+        pthread_join(d.waker[1].thread, NULL);
     release_everything(&d);
     write_stats(&d);
     nfq_close(&d.nfq);
     heap_free(&d.heap);
-    return status < 0 ? 1 : 0;
+    return d.status < 0 ? 1 : 0;
 }
 
 /* ---- --simulate: virtual arrivals through the same model and heap ---- */
@@ -453,7 +701,8 @@ static int run_simulation(const options_t *options, const impair_config_t *cfg)
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: callwall-impaird --config FILE [--stats FILE] [--no-realtime]\n"
+            "usage: callwall-impaird --config FILE [--stats FILE] [--no-realtime] [--single-waker]\n"
+            "                        [--late-tolerance-us US]\n"
             "       callwall-impaird --config FILE --simulate N [--interval-us I] [--size B]\n");
 }
 
@@ -477,10 +726,12 @@ static int parse_options(int argc, char **argv, options_t *options)
         {"config", required_argument, NULL, 'c'}, {"stats", required_argument, NULL, 's'},
         {"simulate", required_argument, NULL, 'n'}, {"interval-us", required_argument, NULL, 'i'},
         {"size", required_argument, NULL, 'b'}, {"no-realtime", no_argument, NULL, 'r'},
+        {"late-tolerance-us", required_argument, NULL, 't'},
+        {"single-waker", no_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *options = (options_t){NULL, NULL, -1, 1000, 200, 1};
+    *options = (options_t){NULL, NULL, -1, 1000, 200, DEFAULT_LATE_TOLERANCE_US, 1, 0};
     int option;
     while ((option = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         int bad = 0;
@@ -492,6 +743,10 @@ static int parse_options(int argc, char **argv, options_t *options)
                   break;
         case 'b': bad = parse_long("size", optarg, 1, 65535, &options->size); break;
         case 'r': options->realtime = 0; break;
+        case 'w': options->single_waker = 1; break;
+        case 't': bad = parse_long("late-tolerance-us", optarg, 0, 3600000000L,
+                                   &options->late_tolerance_us);
+                  break;
         case 'h': usage(stdout); exit(0);
         default: usage(stderr); return -1;
         }
