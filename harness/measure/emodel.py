@@ -137,6 +137,11 @@ class CodecImpairment:
     source: where the values come from, or why they were assumed.
     lookahead_ms: algorithmic delay beyond one frame (added to packetisation
         delay by :func:`estimate_call_quality`).
+
+    ``bpl`` holds for one packet size (G.113 Appendix I tabulates Bpl per codec
+    *and* packet size, e.g. G.711 with PLC at 10 ms); G.107 and G.113 give no
+    rule to carry a Bpl to another packet size, so :func:`estimate_call_quality`
+    uses it unchanged whatever ``frame_ms`` it is given.
     """
 
     name: str
@@ -169,7 +174,10 @@ CODECS: dict[str, CodecImpairment] = {
             "(25.1, G.113 Appendix I, measured with 10 ms packets) because Opus "
             "normally sends 20 ms per packet, so each loss removes more speech; "
             "in-band FEC is not credited. lookahead_ms=6.5 is libopus's default "
-            "look-ahead (26.5 ms algorithmic delay at 20 ms frames, RFC 6716)."
+            "look-ahead (26.5 ms algorithmic delay at 20 ms frames, RFC 6716). "
+            "The app profiles send 60 ms packets: Bpl=20 is used for them unchanged "
+            "(no ITU value or rule exists for it), which is optimistic under loss, "
+            "since each lost 60 ms packet removes three times the speech."
         ),
     ),
 }
@@ -446,10 +454,25 @@ def estimate_call_quality(
 
     * network delay = half the RTT (assumes a symmetric path).  ``rtt_ms=None``
       means unknown and the network delay is taken as 0, so R is then an
-      optimistic (upper) estimate as far as delay is concerned;
+      optimistic (upper) estimate as far as delay is concerned.  ``rtt_ms`` must
+      be the end-to-end round trip between the two talkers (through any relay),
+      not the round trip to a relay;
     * jitter buffer = max(20 ms, 2 x jitter), an assumption (see
       :func:`jitter_buffer_delay_ms`); ``jitter_ms=None`` gives the 20 ms floor;
     * packetisation = one frame, plus the codec's look-ahead from :data:`CODECS`.
+
+    ``frame_ms`` is the audio duration of each packet the talker's side sends
+    (its packet time: one frame per packet in every client here, 60 ms for the
+    app-like profiles, 20 ms for aiortc); default 20 ms.  It enters the model
+    only through the absolute delay Ta.  G.107 (06/2015), table of default
+    values: Ta is the "absolute delay in echo-free connections", the mean
+    one-way delay from the talker's mouth to the listener's ear, with no
+    breakdown prescribed; the sender must buffer a whole frame before it can
+    send it, and RFC 6716 (the source of the Opus look-ahead above) states the
+    codec's algorithmic delay as frame + look-ahead (26.5 ms at 20 ms frames).
+    It does not enter Ie,eff: G.107's Ie,eff = Ie + (95 - Ie) * Ppl /
+    (Ppl/BurstR + Bpl) has no frame term, and the codec's Bpl is used as
+    tabulated (see :class:`CodecImpairment`).
 
     That delay is used as T = Ta and Tr = 2 x delay; all other inputs keep the
     G.107 defaults.  ``loss_pct`` is used as Ppl, so it should include packets
@@ -466,7 +489,10 @@ def estimate_call_quality(
         _require_non_negative("rtt_ms", rtt_ms)
     impairment = _codec(codec)
     network_ms = 0.0 if rtt_ms is None else rtt_ms / 2.0
-    one_way_ms = network_ms + jitter_buffer_delay_ms(jitter_ms) + frame_ms + impairment.lookahead_ms
+    # Ta (G.107: mean mouth-to-ear delay): network + playout buffer + the
+    # codec's algorithmic delay, one frame plus look-ahead (RFC 6716).
+    codec_ms = frame_ms + impairment.lookahead_ms
+    one_way_ms = network_ms + jitter_buffer_delay_ms(jitter_ms) + codec_ms
     params = EModelParams(
         ie=impairment.ie, bpl=impairment.bpl, ppl=loss_pct, burst_r=burst_r
     ).with_one_way_delay(one_way_ms)

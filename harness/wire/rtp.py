@@ -1,5 +1,5 @@
 """The RTP header the profiles' media frames carry (RFC 3550), with the first
-byte and payload type each app is reported to use (restrictions.md §2, §6:
+byte and payload type each app is reported to use (docs/sources.md S19, S20, S24, S26:
 "RTP first byte 0x80/0x90 with payload type 111/120")."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Plain RFC 5389 Binding: what the telegram-like profile uses to learn its
 public address from the lab's STUN server and to punch and check its P2P path
 (tgcalls sends STUN Binding Requests after its reflector hellos,
-restrictions.md §2.2)."""
+docs/sources.md S16, S24, S26)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ cookie 0x2112A442, allocate 0x0003, keepalive ping/pong 0x0801/0x0802 and
 attributes in the 0x4000 range; media in "WARP" frames (first byte 0x90,
 payload type 120, 60 ms Opus at 16 kHz).
 
-Source: restrictions.md §2.1 (wacrg.org, rated "probable" there; nDPI's
+Source: docs/sources.md S19, S20 (wacrg.org, rated "probable" there; nDPI's
 WHATSAPP_CALL rule on types 0x0800-0x0802 and attributes 0x4000-0x4004/0x4007).
 What the attributes carry, the success type 0x0103 and the error type 0x0113
 are ours [S]: only the numbers above are reported. The real media is SRTP; ours

@@ -16,6 +16,8 @@ from harness.wire import telegram as tg
 from harness.wire import whatsapp as wa
 
 TAG = bytes(range(16))
+# The two sides of one call: the same tag but for the side bit (libtgvoip's pairing).
+CALLER, CALLEE = tg.side_tag(TAG, 0), tg.side_tag(TAG, 1)
 
 
 class Inbox:
@@ -29,13 +31,49 @@ class Inbox:
 def test_reflector_answers_hellos_and_bridges_udp_and_tcp() -> None:
     state = reflector.ReflectorState()
     udp_peer, tcp_peer = Inbox(), Inbox()
-    state.packet(tg.hello(TAG, 9), ("udp", ("100.64.1.2", 5000)), udp_peer)
-    assert udp_peer.packets == [tg.answer(TAG, 9)]
-    state.packet(tg.hello(TAG, 10), ("tcp", ("198.18.4.2", 40000)), tcp_peer)
-    media = tg.tagged(TAG, b"\x80\x6f" + b"\x00" * 20)
-    state.packet(media, ("udp", ("100.64.1.2", 5000)), udp_peer)
-    assert tcp_peer.packets[-1] == media
-    assert udp_peer.packets == [tg.answer(TAG, 9)]  # not echoed to its sender
+    state.packet(tg.hello(CALLER, 9), ("udp", ("100.64.1.2", 5000)), udp_peer)
+    assert udp_peer.packets == [tg.answer(CALLER, 9)]
+    state.packet(tg.hello(CALLEE, 10), ("tcp", ("198.18.4.2", 40000)), tcp_peer)
+    rtp = b"\x80\x6f" + b"\x00" * 20
+    state.packet(tg.tagged(CALLER, rtp), ("udp", ("100.64.1.2", 5000)), udp_peer)
+    assert tcp_peer.packets[-1] == tg.tagged(CALLEE, rtp)  # with the receiver's own tag
+    assert udp_peer.packets == [tg.answer(CALLER, 9)]  # not echoed to its sender
+    state.packet(tg.tagged(CALLEE, b"back"), ("tcp", ("198.18.4.2", 40000)), tcp_peer)
+    assert udp_peer.packets[-1] == tg.tagged(CALLER, b"back")
+
+
+def test_reflector_never_sends_back_to_a_sender_that_moved_to_tcp() -> None:
+    """Issue 12 item 4: the caller's hellos left a UDP endpoint at the reflector
+    (still fresh: it keeps sending hellos), then it moved to the TCP relay. What
+    it sends over TCP must reach the callee only, on none of the caller's own
+    endpoints; before the fix the reflector relayed it to every other endpoint
+    of the tag, the caller's stale UDP endpoint included, and the caller decoded
+    its own audio."""
+    state = reflector.ReflectorState()
+    caller_udp, caller_tcp, callee_udp = Inbox(), Inbox(), Inbox()
+    udp_key, tcp_key = ("udp", ("100.64.1.2", 5000)), ("tcp", ("100.64.1.2", 41000))
+    state.packet(tg.hello(CALLER, 1), udp_key, caller_udp)
+    state.packet(tg.hello(CALLEE, 1), ("udp", ("198.18.4.2", 6000)), callee_udp)
+    state.packet(tg.hello(CALLER, 2), tcp_key, caller_tcp)
+    media = [tg.tagged(CALLER, b"\x80\x6f" + bytes([n]) * 20) for n in range(3)]
+    for packet in media:
+        state.packet(packet, tcp_key, caller_tcp)
+        state.packet(tg.hello(CALLER, 3), udp_key, caller_udp)  # the UDP side stays fresh
+    assert caller_udp.packets == [tg.answer(CALLER, 1)] + [tg.answer(CALLER, 3)] * 3
+    assert caller_tcp.packets == [tg.answer(CALLER, 2)]
+    assert callee_udp.packets[1:] == [tg.tagged(CALLEE, p[tg.TAG_BYTES:]) for p in media]
+    assert state.counts["relayed"] == 3
+
+
+def test_reflector_never_echoes_to_a_socket_that_sent_with_both_tags() -> None:
+    state = reflector.ReflectorState()
+    confused, callee = Inbox(), Inbox()
+    state.packet(tg.hello(CALLEE, 1), "x", confused)  # one socket, both sides' tags
+    state.packet(tg.hello(CALLEE, 1), "b", callee)
+    state.packet(tg.tagged(CALLER, b"media"), "x", confused)
+    assert confused.packets == [tg.answer(CALLEE, 1)]
+    assert callee.packets[-1] == tg.tagged(CALLEE, b"media")
+    assert state.counts["not-echoed"] == 1
 
 
 def test_reflector_keeps_tags_apart_and_forgets_idle_endpoints(
@@ -44,18 +82,19 @@ def test_reflector_keeps_tags_apart_and_forgets_idle_endpoints(
     monkeypatch.setattr(reflector.time, "monotonic", lambda: clock[0])
     state = reflector.ReflectorState()
     a, b, stranger = Inbox(), Inbox(), Inbox()
-    state.packet(tg.hello(TAG, 1), "a", a)
-    state.packet(tg.hello(b"\xee" * 16, 1), "x", stranger)
-    state.packet(tg.hello(TAG, 2), "b", b)
-    state.packet(tg.tagged(TAG, b"media"), "a", a)
-    assert b.packets[-1] == tg.tagged(TAG, b"media")
-    assert stranger.packets == [tg.answer(b"\xee" * 16, 1)]
+    other_call = tg.side_tag(b"\xee" * 16, 1)
+    state.packet(tg.hello(CALLER, 1), "a", a)
+    state.packet(tg.hello(other_call, 1), "x", stranger)
+    state.packet(tg.hello(CALLEE, 2), "b", b)
+    state.packet(tg.tagged(CALLER, b"media"), "a", a)
+    assert b.packets[-1] == tg.tagged(CALLEE, b"media")
+    assert stranger.packets == [tg.answer(other_call, 1)]
     clock[0] += reflector.IDLE_S - 1
-    state.packet(tg.tagged(TAG, b"keep-a"), "a", a)  # b silent, not yet forgotten
-    assert b.packets[-1] == tg.tagged(TAG, b"keep-a")
+    state.packet(tg.tagged(CALLER, b"keep-a"), "a", a)  # b silent, not yet forgotten
+    assert b.packets[-1] == tg.tagged(CALLEE, b"keep-a")
     clock[0] += 2  # b now silent for longer than IDLE_S
-    state.packet(tg.tagged(TAG, b"late"), "a", a)
-    assert "b" not in state.tags[TAG] and b.packets[-1] == tg.tagged(TAG, b"keep-a")
+    state.packet(tg.tagged(CALLER, b"late"), "a", a)
+    assert "b" not in state.tags[CALLEE] and b.packets[-1] == tg.tagged(CALLEE, b"keep-a")
 
 
 def test_reflector_drops_short_packets() -> None:

@@ -17,7 +17,8 @@ from tests.unit.app_wire_support import matched
 # Tags as the client derives them, plus edge values. A random tag can by chance
 # start like an RTP header (about 1 in 256 for a given payload type) or carry
 # the STUN cookie at bytes 4-7 (1 in 2^32), as a real one could.
-TAGS = [peer_tag("run-a-call-1"), peer_tag("run-b-call-7"), b"\x00" * 16, b"\x11" * 16]
+TAGS = [peer_tag("run-a-call-1", "caller"), peer_tag("run-b-call-7", "callee"),
+        b"\x00" * 16, b"\x11" * 16]
 
 
 @pytest.mark.parametrize("tag", TAGS)
@@ -71,6 +72,43 @@ def test_receiver_report_carries_the_loss_fraction() -> None:
     assert tg.is_receiver_report(report)
     assert tg.report_fraction_lost(report) == pytest.approx(0.25, abs=1 / 256)
     assert not tg.is_receiver_report(RtpPacket(111, 1, 1, 1, b"").encode())
+
+
+def test_the_two_sides_tags_differ_in_the_side_bit_only() -> None:
+    caller, callee = peer_tag("run-a-call-1", "caller"), peer_tag("run-a-call-1", "callee")
+    assert caller != callee and caller[:15] == callee[:15]
+    assert (caller[15] & 1, callee[15] & 1) == (0, 1)
+    assert tg.partner_tag(caller) == callee and tg.partner_tag(callee) == caller
+    assert tg.side_tag(callee, 0) == caller and tg.side_tag(caller, 1) == callee
+    assert peer_tag("run-b-call-7", "caller")[:15] != caller[:15]
+    with pytest.raises(WireError, match="side"):
+        tg.side_tag(caller, 2)
+
+
+def test_receiver_report_bytes_are_unchanged_without_lsr() -> None:
+    # RFC 3550 §6.4.2: V=2 RC=1, type 201, length 7, SSRC, then one block whose
+    # jitter, LSR and DLSR are zero when no sender report was seen.
+    report = tg.receiver_report(1, 2, 0.25, 30, 400)
+    assert report == bytes.fromhex("81c90007" "00000001" "00000002" "4000001e"
+                                   "00000190" "00000000" "00000000" "00000000")
+    block = tg.report_block(report)
+    assert block == tg.ReportBlock(source=2, fraction_lost=0.25, last_sr=0,
+                                   delay_since_last_sr=0)
+
+
+def test_sender_report_carries_ntp_time_and_a_report_block() -> None:
+    ntp = tg.ntp_timestamp(1_700_000_000.5)
+    assert ntp >> 32 == 1_700_000_000 + tg.NTP_EPOCH_OFFSET_S and ntp & 0xFFFFFFFF == 2**31
+    report = tg.sender_report(7, ntp, 2880, 10, 600, 9, 0.5, 3, 12, 0x12345678, 65536)
+    assert len(report) == 52 and report[:4] == bytes.fromhex("81c8000c")
+    assert tg.is_sender_report(report) and tg.is_rtcp_report(report)
+    assert not tg.is_receiver_report(report)
+    assert tg.rtcp_ssrc(report) == 7 and tg.sender_report_ntp(report) == ntp
+    assert tg.ntp_middle(ntp) == ((ntp >> 16) & 0xFFFFFFFF)
+    assert tg.report_block(report) == tg.ReportBlock(9, 0.5, 0x12345678, 65536)
+    # A tagged SR matches no censor signature, like the RR before it.
+    assert matched(tg.tagged(TAGS[0], report), 599) == set()
+    assert matched(report, 40000) == set()
 
 
 def test_bad_tags_and_lengths_are_refused() -> None:

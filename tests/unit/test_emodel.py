@@ -166,6 +166,42 @@ def test_one_way_delay_composition() -> None:
     assert result.one_way_delay_ms == pytest.approx(50.0 + 30.0 + 20.0 + 6.5)
 
 
+def test_sixty_ms_packets_score_lower_than_twenty_through_ta() -> None:
+    # One call, scored at the app profiles' 60 ms packets and at aiortc's 20 ms:
+    # RTT 200 ms, jitter 0 (20 ms buffer floor), Opus look-ahead 6.5 ms, no loss.
+    #   Ta(20) = 200/2 + 20 + 20 + 6.5 = 146.5 ms;  Ta(60) = 100 + 20 + 60 + 6.5 = 186.5 ms
+    # Idd (G.107), X = log2(Ta/100), 25 * ((1+X^6)^(1/6) - 3(1+(X/3)^6)^(1/6) + 2):
+    #   146.5: X = 0.55090, X^6 = 0.02795: 25 * (1.00461 - 3 * 1.0000064 + 2) = 0.1147
+    #   186.5: X = 0.89918, X^6 = 0.52853: 25 * (1.07328 - 3 * 1.0001208 + 2) = 1.8229
+    # T = Ta and Tr = 2 Ta also raise the echo terms: Idte 2.7554 -> 3.3747 and
+    # Idle 0.8336 -> 0.9111, so Id = Idte + Idle + Idd = 3.7036 -> 6.1086.
+    # R = Ro - Is - Id - Ie,eff + A = 94.7688 - 1.4136 - Id - 0 + 0: 89.6517 -> 87.2467
+    # MOS = 1 + 0.035 R + R (R - 60)(100 - R) 7e-6: 4.3304 -> 4.2659
+    twenty = estimate_call_quality(loss_pct=0.0, jitter_ms=0.0, rtt_ms=200.0, frame_ms=20.0)
+    sixty = estimate_call_quality(loss_pct=0.0, jitter_ms=0.0, rtt_ms=200.0, frame_ms=60.0)
+    assert (twenty.one_way_delay_ms, sixty.one_way_delay_ms) == (146.5, 186.5)
+    assert absolute_delay_impairment(146.5) == pytest.approx(0.1147, abs=1e-4)
+    assert absolute_delay_impairment(186.5) == pytest.approx(1.8229, abs=1e-4)
+    assert (twenty.id, sixty.id) == (pytest.approx(3.7036, abs=1e-3),
+                                     pytest.approx(6.1086, abs=1e-3))
+    assert (twenty.r, sixty.r) == (pytest.approx(89.6517, abs=1e-3),
+                                   pytest.approx(87.2467, abs=1e-3))
+    assert (twenty.mos, sixty.mos) == (pytest.approx(4.3304, abs=1e-4),
+                                       pytest.approx(4.2659, abs=1e-4))
+    # The default is aiortc's 20 ms.
+    assert estimate_call_quality(loss_pct=0.0, jitter_ms=0.0, rtt_ms=200.0) == twenty
+
+
+def test_frame_size_does_not_enter_ie_eff() -> None:
+    # G.107's Ie,eff = Ie + (95 - Ie) Ppl / (Ppl/BurstR + Bpl) has no frame term and
+    # G.113 gives no rule to move a Bpl to another packet size: Opus at 5 % loss is
+    # 0 + 95 * 5 / (5/1 + 20) = 19.0 at 20 ms and at 60 ms alike.
+    for frame_ms in (20.0, 60.0):
+        result = estimate_call_quality(loss_pct=5.0, jitter_ms=0.0, rtt_ms=0.0,
+                                       frame_ms=frame_ms)
+        assert result.ie_eff == pytest.approx(19.0)
+
+
 def test_unknown_rtt_and_jitter_use_floors() -> None:
     result = estimate_call_quality(loss_pct=0.0, jitter_ms=None, rtt_ms=None, codec="g711")
     assert result.one_way_delay_ms == pytest.approx(20.0 + 20.0)

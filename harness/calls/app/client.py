@@ -9,6 +9,29 @@ harness.measure.record scores it the same way; it adds ``profile``, ``path``
 (where the call ended: udp-relay, p2p, udp-reflector, tcp-relay),
 ``path_changes``, ``bitrate_changes`` and ``detail`` (why it failed).
 
+Fields the E-model takes from here:
+
+* ``frame_ms``: the audio frame (= packet) duration this side sent, from its
+  OpusSettings (60 for both app profiles).
+* ``rtt_ms``: the end-to-end round trip between the two peers on the path the
+  call ended on (samples from earlier paths are discarded), median of the
+  samples; ``rtt_method`` says how it was measured:
+  ``stun-p2p`` (P2P: STUN Binding round trips to the peer itself),
+  ``rtcp-sr-rr`` (relayed telegram-like: RFC 3550 §6.4.1, RTT = arrival of a
+  report block − its LSR − its DLSR, for the peer's report about this side's
+  sender reports, so the round trip runs through the reflector or TCP relay
+  and both relay legs) or ``relay-legs-sum`` (whatsapp-like, which sends no
+  RTCP: this side's relay RTT plus the peer's, which the peer sends over the
+  signalling server every second). Null when no end-to-end sample was taken
+  (never the one-leg value instead).
+* ``relay_rtt_ms``: the round trip from this side to its relay or reflector
+  only (one leg; pings on the path the call ended on), null on P2P. Before
+  this field existed, relayed paths reported this value as ``rtt_ms``.
+* ``own_ssrc_dropped``: RTP packets that arrived carrying this side's own SSRC
+  (its own media, e.g. echoed by a relay); dropped, never decoded or counted
+  as received. ``own_rtcp_dropped``: the same for RTCP reports (telegram-like;
+  whatsapp-like sends none), never used to adapt the bitrate or measure RTT.
+
 Timeouts: ``--setup-timeout`` from process start to the first decoded frame;
 the media window lasts ``--media-seconds`` from the first frame, ends early
 with ``media-stalled`` when nothing arrives for ``--stall-timeout``; the
@@ -71,14 +94,28 @@ class Session:
     path: str | None = None
     path_changes: list[dict[str, Any]] = field(default_factory=list)
     bitrate_changes: list[dict[str, Any]] = field(default_factory=list)
+    # End-to-end round trips (peer to peer) on the current path, and how they
+    # were measured; round trips to the relay only (one leg); the peer's own
+    # relay leg in ms, when it told us (see the module docstring).
     rtt_samples_s: list[float] = field(default_factory=list)
+    rtt_method: str | None = None
+    relay_rtt_samples_s: list[float] = field(default_factory=list)
+    peer_relay_rtt_ms: float | None = None
     failure: asyncio.Future[CallFailed] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # What arrives with this side's own SSRC is its own media coming back.
+        if self.receiver.own_ssrc is None:
+            self.receiver.own_ssrc = self.sender.ssrc
+
     def set_path(self, path: str, reason: str) -> None:
+        """Move to `path`; round trips measured on the old path are discarded."""
         if path == self.path:
             return
         self.path = path
+        self.rtt_samples_s.clear()
+        self.relay_rtt_samples_s.clear()
         now = time.monotonic()
         self.path_changes.append({"path": path, "monotonic": round(now, 3),
                                   "at_s": round(now - (self.t_attempt or self.t_process), 3),
@@ -119,10 +156,12 @@ async def run_call(cfg: ClientConfig, transport: Transport, opus: OpusSettings,
             await _window(session)
         finally:
             t_window_end = time.monotonic()
+            session.receiver.stats.close_window()
         await asyncio.sleep(cfg.linger)
     except CallFailed as failed:
         error = failed
         t_window_end = t_window_end or time.monotonic()
+        session.receiver.stats.close_window()
         session.events.emit("failed", error=failed.error, stage=failed.stage)
     finally:
         for task in tasks:
@@ -193,11 +232,12 @@ def build_result(session: Session, timeline: Timeline, error: CallFailed | None,
         "packets_received": r.packets_received, "packets_lost": r.lost,
         "loss_pct": _round(r.loss_pct) if r.loss_pct is not None else None,
         "jitter_ms": _round(1000.0 * r.jitter_s) if r.packets_received else None,
-        "rtt_ms": _round(1000.0 * statistics.median(session.rtt_samples_s))
-        if session.rtt_samples_s else None,
-        "received_bitrate_kbps": _round(8.0 * r.bytes_received / window / 1000.0)
+        **round_trips(session),
+        "frame_ms": session.sender.encoder.settings.frame_ms,
+        "own_ssrc_dropped": r.own_ssrc_dropped, "own_rtcp_dropped": r.own_rtcp_dropped,
+        "received_bitrate_kbps": _round(8.0 * r.window_bytes / window / 1000.0)
         if window else None,
-        "frames_received": r.frames_decoded,
+        "frames_received": r.window_frames,
         "max_frame_gap_ms": _round(1000.0 * r.max_gap_s, 1) if connected else None,
         "media_seconds": _round(window) if window is not None else None,
         "error": error.error if error else None,
@@ -210,6 +250,22 @@ def build_result(session: Session, timeline: Timeline, error: CallFailed | None,
         "bitrate_changes": session.bitrate_changes, "duplicates": r.duplicates,
         "timeline": timeline.rows, **session.extra,
     }
+
+
+def round_trips(session: Session) -> dict[str, Any]:
+    """``rtt_ms`` (end to end), ``rtt_method`` and ``relay_rtt_ms`` (one leg),
+    as the module docstring defines them."""
+    relay = _median_ms(session.relay_rtt_samples_s)
+    rtt, method = _median_ms(session.rtt_samples_s), session.rtt_method
+    if rtt is None:
+        method = None
+        if relay is not None and session.peer_relay_rtt_ms is not None:
+            rtt, method = relay + session.peer_relay_rtt_ms, "relay-legs-sum"
+    return {"rtt_ms": _round(rtt), "rtt_method": method, "relay_rtt_ms": _round(relay)}
+
+
+def _median_ms(samples_s: list[float]) -> float | None:
+    return 1000.0 * statistics.median(samples_s) if samples_s else None
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:
@@ -239,5 +295,6 @@ async def run_until_terminated(cfg: ClientConfig, transport: Transport, opus: Op
     except asyncio.CancelledError:
         return {"role": cfg.role, "strategy": "direct", "profile": cfg.profile,
                 "room": cfg.call_id, "connected": False, "error": "terminated",
-                "failure_stage": "process", "detail": "SIGTERM", "path": None,
+                "failure_stage": "process", "detail": "SIGTERM", "frame_ms": opus.frame_ms,
+                "path": None,
                 "path_changes": [], "timeline": []}

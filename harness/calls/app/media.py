@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,14 +31,18 @@ SendFrame = Callable[[int, int, bytes], None]  # (sequence, timestamp, opus payl
 class SenderStats:
     packets_sent: int = 0
     bytes_sent: int = 0
+    last_timestamp: int = 0  # RTP timestamp of the last frame sent (for RTCP SRs)
 
 
 class OpusSender:
     """Encodes the reference, one frame every frame_ms on an absolute schedule
     (so slow iterations do not stretch the call), and hands each packet to
-    `send`, which the profile points at whatever path the call is on."""
+    `send`, which the profile points at whatever path the call is on. `ssrc`
+    is the stream's RTP SSRC, random per call (RFC 3550 §8.1): the profile
+    stamps it on the packets, and this side's receiver drops packets carrying it."""
 
     def __init__(self, audio: Path, settings: OpusSettings, rtp_clock: int) -> None:
+        self.ssrc: int = struct.unpack("!I", os.urandom(4))[0]
         self.encoder = OpusEncoder(settings)
         self._frames = looped_frames(load_reference(audio, settings.sample_rate),
                                      settings.frame_samples)
@@ -51,9 +57,11 @@ class OpusSender:
         while True:
             payload = self.encoder.encode(next(self._frames))
             if self.send is not None:
-                self.send(sequence, sequence * self._ticks_per_frame, payload)
+                timestamp = sequence * self._ticks_per_frame
+                self.send(sequence, timestamp, payload)
                 self.stats.packets_sent += 1
                 self.stats.bytes_sent += len(payload)
+                self.stats.last_timestamp = timestamp
             sequence += 1
             await asyncio.sleep(max(0.0, start + sequence * period - loop.time()))
 
@@ -70,6 +78,27 @@ class ReceiverStats:
     t_first: float | None = None
     t_last: float | None = None
     max_gap_s: float = 0.0
+    own_ssrc_dropped: int = 0  # RTP packets carrying this side's own SSRC (its media echoed)
+    own_rtcp_dropped: int = 0  # RTCP reports carrying it (counted by the transport)
+    # Frames decoded and bytes received when the media window closed: what the
+    # window itself carried (the sender lingers after it, and so do its packets).
+    frames_at_window_end: int | None = None
+    bytes_at_window_end: int | None = None
+
+    def close_window(self) -> None:
+        if self.frames_at_window_end is None:
+            self.frames_at_window_end = self.frames_decoded
+            self.bytes_at_window_end = self.bytes_received
+
+    @property
+    def window_frames(self) -> int:
+        return self.frames_decoded if self.frames_at_window_end is None \
+            else self.frames_at_window_end
+
+    @property
+    def window_bytes(self) -> int:
+        return self.bytes_received if self.bytes_at_window_end is None \
+            else self.bytes_at_window_end
 
     @property
     def expected(self) -> int:
@@ -95,9 +124,15 @@ class _Transit:
 
 class OpusReceiver:
     """What one side received. Sequence numbers are the frame index (no wrap in
-    a call of minutes: 16 bits of 60 ms frames last over an hour)."""
+    a call of minutes: 16 bits of 60 ms frames last over an hour).
 
-    def __init__(self, record: Path | None, rtp_clock: int, frame_ms: int) -> None:
+    A packet carrying `own_ssrc` (this side's own stream, e.g. echoed by a relay)
+    is dropped before anything counts it, and counted in ``own_ssrc_dropped``:
+    decoding it would make a side that hears nothing from its peer look connected."""
+
+    def __init__(self, record: Path | None, rtp_clock: int, frame_ms: int,
+                 own_ssrc: int | None = None) -> None:
+        self.own_ssrc = own_ssrc
         self.stats = ReceiverStats()
         self.first_frame = asyncio.Event()
         self._clock = rtp_clock
@@ -110,6 +145,9 @@ class OpusReceiver:
     def on_rtp(self, packet: RtpPacket, wire_bytes: int) -> None:
         now = time.monotonic()
         s = self.stats
+        if self.own_ssrc is not None and packet.ssrc == self.own_ssrc:
+            s.own_ssrc_dropped += 1
+            return
         if packet.sequence in self._transit.seen:
             s.duplicates += 1  # e.g. the same frame over two relay endpoints
             return

@@ -2,8 +2,8 @@
 the reference signal cut into fixed-length frames, an encoder whose bitrate and
 in-band FEC can change mid-call, a decoder, and a WAV writer for what arrived.
 
-The profiles send 60 ms frames (WhatsApp: 16 kHz [wacrg, restrictions.md §2.1];
-Telegram/libtgvoip: 60 ms, 8-20 kbit/s [restrictions.md §2.2])."""
+The profiles send 60 ms frames (WhatsApp: 16 kHz [wacrg, docs/sources.md S19, S20];
+Telegram/libtgvoip: 60 ms, 8-20 kbit/s [docs/sources.md S16, S24, S26])."""
 
 from __future__ import annotations
 

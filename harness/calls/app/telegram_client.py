@@ -1,5 +1,5 @@
 """The telegram-like profile's transport: P2P first, then UDP reflectors, then
-the TCP relay, as libtgvoip/tgcalls do (restrictions.md §2.2).
+the TCP relay, as libtgvoip/tgcalls do (docs/sources.md S16, S24, S26).
 
 1. **P2P.** Both sides learn their public address with a STUN Binding
    Request to the server given as ``--stun`` (harness.calls.place gives the
@@ -8,7 +8,7 @@ the TCP relay, as libtgvoip/tgcalls do (restrictions.md §2.2).
    hellos to 596/597), swap it through the signalling server, and punch with
    STUN Binding Requests. So a censor that drops STUN to Telegram's servers
    takes P2P away too, as zapret's `--filter-l7=stun` fix on ports 590-1400
-   suggests it did (restrictions.md §1.3 item 1). The path is P2P only when
+   suggests it did (docs/sources.md S12, S13). The path is P2P only when
    both sides saw their punch answered (they tell each other), so both agree.
 2. **UDP reflectors** on 596-599 and 1400 at the relay: the 40-byte hello,
    resent every 0.5 s until one port answers, then every 10 s. Pings (the same
@@ -18,8 +18,17 @@ the TCP relay, as libtgvoip/tgcalls do (restrictions.md §2.2).
 3. **TCP relay** on 443 at the relay.
 
 Audio: Opus in 60 ms frames at 20 kbit/s (RTP clock 48 kHz, RFC 7587); when
-the far end's receiver reports (RTCP) show more than 12.5% loss, 8 kbit/s with
-in-band FEC (libtgvoip VoIPController.cpp). Back up after 3 reports under it [S]."""
+the far end's reports (RTCP) show more than 12.5% loss, 8 kbit/s with
+in-band FEC (libtgvoip VoIPController.cpp). Back up after 3 reports under it [S].
+
+Each side reports every REPORT_PERIOD_S: an RTCP sender report with one
+report block once it sends media (a receiver report before), whose LSR/DLSR
+give the end-to-end round trip through the relays (harness.calls.app.rtcp);
+a relayed call's ``rtt_ms`` is that, its reflector/TCP-relay pings are
+``relay_rtt_ms`` (harness.calls.app.client). The two sides' peer tags differ in
+one bit (harness.wire.telegram.side_tag: the caller is side 0), so the
+reflector never relays a side's packets back to it; reports and media that
+still arrive with this side's own SSRC are dropped and counted."""
 
 from __future__ import annotations
 
@@ -28,7 +37,6 @@ import contextlib
 import hashlib
 import itertools
 import os
-import struct
 import time
 from collections.abc import Coroutine
 from typing import Any, cast
@@ -36,6 +44,7 @@ from typing import Any, cast
 from harness.calls.app.client import CallFailed, Session
 from harness.calls.app.media import cancel
 from harness.calls.app.opus import OpusSettings
+from harness.calls.app.rtcp import RtcpRoundTrips
 from harness.calls.app.signal_channel import SignalChannel, SignalError
 from harness.wire import stun
 from harness.wire import telegram as tg
@@ -58,9 +67,15 @@ OPUS_NORMAL = OpusSettings(sample_rate=16000, frame_ms=tg.FRAME_MS, bitrate=tg.M
 RTP_CLOCK = tg.MEDIA_SAMPLE_RATE
 
 
-def peer_tag(call_id: str) -> bytes:
-    """Both sides' tag: the server hands the same one to both [S: derived here]."""
-    return hashlib.sha256(call_id.encode()).digest()[:tg.TAG_BYTES]
+SIDES = {"caller": 0, "callee": 1}
+
+
+def peer_tag(call_id: str, role: str) -> bytes:
+    """This side's tag: the call's tag [S: derived here from the call id, where
+    Telegram's server hands it out] with the side bit of `role` (the two sides
+    differ in that bit only, harness.wire.telegram.side_tag)."""
+    call_tag = hashlib.sha256(call_id.encode()).digest()[:tg.TAG_BYTES]
+    return tg.side_tag(call_tag, SIDES[role])
 
 
 class TelegramTransport(asyncio.DatagramProtocol):
@@ -68,7 +83,7 @@ class TelegramTransport(asyncio.DatagramProtocol):
         self._udp: asyncio.DatagramTransport | None = None
         self._session: Session | None = None
         self._tag = b""
-        self._ssrc = struct.unpack("!I", os.urandom(4))[0]
+        self._rtcp = RtcpRoundTrips()
         self._queries = itertools.count(1)
         self._stun_waiters: dict[bytes, asyncio.Future[tuple[str, int] | None]] = {}
         self._peer_addr: tuple[str, int] | None = None
@@ -83,10 +98,16 @@ class TelegramTransport(asyncio.DatagramProtocol):
         self._low_loss_reports = 0
         self._last_report = (0, 0)  # (expected, received) at the last report
 
+    @property
+    def _ssrc(self) -> int:
+        """The SSRC of this side's stream (the sender's)."""
+        return self._session.sender.ssrc if self._session is not None else 0
+
     # ------------------------------------------------------------------ Transport
 
     async def start(self, session: Session) -> None:
-        self._session, self._tag = session, peer_tag(session.cfg.call_id)
+        self._session = session
+        self._tag = peer_tag(session.cfg.call_id, session.cfg.role)
         session.extra["reflector"] = None
         loop = asyncio.get_running_loop()
         await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
@@ -97,7 +118,7 @@ class TelegramTransport(asyncio.DatagramProtocol):
         else:
             self._spawn(self._reflector_ladder(session))
             await self._path_ready.wait()
-        self._spawn(self._report_loss())
+        self._spawn(self._report())
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -112,8 +133,6 @@ class TelegramTransport(asyncio.DatagramProtocol):
 
     def _switch(self, path: str, reason: str) -> None:
         assert self._session is not None
-        if path != self._session.path:
-            self._session.rtt_samples_s.clear()
         self._session.set_path(path, reason)
         self._path_ready.set()
 
@@ -259,18 +278,30 @@ class TelegramTransport(asyncio.DatagramProtocol):
         elif path == TCP and self._tcp and not self._tcp.is_closing():
             self._tcp.write(tg.tcp_frame(tg.tagged(self._tag, packet)))
 
-    async def _report_loss(self) -> None:
-        """An RTCP receiver report every REPORT_PERIOD_S: the loss since the last."""
+    async def _report(self) -> None:
+        """An RTCP report every REPORT_PERIOD_S: the loss since the last, and the
+        LSR/DLSR of the peer's last sender report; a sender report (with this
+        side's NTP time for the peer to echo) once media went out."""
         assert self._session is not None
         while True:
             await asyncio.sleep(REPORT_PERIOD_S)
-            stats = self._session.receiver.stats
-            expected = stats.expected - self._last_report[0]
-            received = stats.packets_received - self._last_report[1]
-            self._last_report = (stats.expected, stats.packets_received)
-            fraction = max(0.0, (expected - received) / expected) if expected > 0 else 0.0
-            self._send(tg.receiver_report(self._ssrc, 0, fraction, stats.lost,
-                                          stats.highest_seq or 0))
+            self._send(self._report_packet(time.monotonic()))
+
+    def _report_packet(self, now: float) -> bytes:
+        assert self._session is not None
+        stats, sent = self._session.receiver.stats, self._session.sender.stats
+        expected = stats.expected - self._last_report[0]
+        received = stats.packets_received - self._last_report[1]
+        self._last_report = (stats.expected, stats.packets_received)
+        fraction = max(0.0, (expected - received) / expected) if expected > 0 else 0.0
+        lsr, dlsr = self._rtcp.echo(now)
+        source = self._rtcp.peer_ssrc or 0
+        if sent.packets_sent == 0:
+            return tg.receiver_report(self._ssrc, source, fraction, stats.lost,
+                                      stats.highest_seq or 0, lsr, dlsr)
+        return tg.sender_report(self._ssrc, self._rtcp.stamp(now, time.time()),
+                                sent.last_timestamp, sent.packets_sent, sent.bytes_sent,
+                                source, fraction, stats.lost, stats.highest_seq or 0, lsr, dlsr)
 
     def _adapt(self, fraction_lost: float) -> None:
         """libtgvoip: above 12.5% loss, 8 kbit/s with extra FEC."""
@@ -319,7 +350,9 @@ class TelegramTransport(asyncio.DatagramProtocol):
                 waiter.set_result(mapped)
             elif addr == self._peer_addr:
                 self._p2p_acked.set()
-                self._note_rtt(int.from_bytes(txid[:8], "big"))
+                if self._note_rtt(int.from_bytes(txid[:8], "big"), end_to_end=True):
+                    assert self._session is not None
+                    self._session.rtt_method = "stun-p2p"
 
     def _relayed(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
         if tg.is_answer(data):
@@ -337,17 +370,39 @@ class TelegramTransport(asyncio.DatagramProtocol):
             if tag == self._tag:
                 self._media(packet)
 
-    def _note_rtt(self, query: int) -> bool:
+    def _rtcp_report(self, packet: bytes, now: float) -> None:
+        session = self._session
+        assert session is not None
+        if tg.rtcp_ssrc(packet) == self._ssrc:  # this side's own report, echoed
+            session.receiver.stats.own_rtcp_dropped += 1
+            return
+        if tg.is_sender_report(packet):
+            self._rtcp.on_sender_report(packet, now)
+        block = tg.report_block(packet)
+        if block is None:
+            return
+        self._adapt(block.fraction_lost)
+        rtt = self._rtcp.round_trip(block, self._ssrc, now)
+        if rtt is not None and session.path in (REFLECTOR, TCP):
+            session.rtt_samples_s.append(rtt)
+            session.rtt_method = "rtcp-sr-rr"
+
+    def _note_rtt(self, query: int, end_to_end: bool = False) -> bool:
+        """An answered ping: to the peer itself (P2P, `end_to_end`) or to the
+        reflector / TCP relay (one leg)."""
         sent = self._pings.pop(query, None)
         if sent is not None and self._session is not None:
-            self._session.rtt_samples_s.append(time.monotonic() - sent)
+            samples = (self._session.rtt_samples_s if end_to_end
+                       else self._session.relay_rtt_samples_s)
+            samples.append(time.monotonic() - sent)
         return sent is not None
 
     def _media(self, packet: bytes) -> None:
         if self._session is None:
             return
-        if tg.is_receiver_report(packet):
-            self._adapt(tg.report_fraction_lost(packet))
+        if tg.is_rtcp_report(packet):
+            with contextlib.suppress(WireError):
+                self._rtcp_report(packet, time.monotonic())
         elif is_rtp(packet):
             with contextlib.suppress(WireError):
                 self._session.receiver.on_rtp(RtpPacket.decode(packet), len(packet))

@@ -6,25 +6,36 @@ the reported WhatsApp call ports, then sends its media as WARP frames to the
 port that answered and keeps the binding alive with 0x0801 pings. If no
 allocate is answered in ALLOCATE_TIMEOUT_S the call fails with
 ``relay-unreachable``: WhatsApp has no documented TCP fallback for calls
-(restrictions.md §2.1: the official proxy is chat only, calls need a UDP
-tunnel)."""
+(docs/sources.md S19, S20: the official proxy is chat only, calls need a UDP
+tunnel).
+
+Round trips: the 0x0801/0x0802 pings measure this side's leg to the relay
+(``relay_rtt_ms``). WhatsApp-like sends no RTCP, so for the end-to-end
+``rtt_ms`` each side sends its relay leg (median so far) to the other every
+RTT_SHARE_PERIOD_S over the lab's signalling server (``--signal``, where the
+real app has its own servers), and the call's round trip is the sum of the two
+legs (harness.calls.app.client). Without signalling the call goes on and
+``rtt_ms`` stays null. Media arriving with this side's own SSRC is dropped
+(harness.calls.app.media)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import struct
+import contextlib
+import math
+import statistics
 import time
 from typing import cast
 
 from harness.calls.app.client import CallFailed, Session
 from harness.calls.app.media import cancel
 from harness.calls.app.opus import OpusSettings
+from harness.calls.app.signal_channel import SignalChannel, SignalError
 from harness.wire import whatsapp as wa
 from harness.wire.rtp import RtpPacket, WireError
 
 # The ports a circumvention-list commenter attributes to WhatsApp calls
-# (restrictions.md §2.1, Flowseal PR #8553); 3478 first: the one SonicWall lists.
+# (docs/sources.md S19, S20, Flowseal PR #8553); 3478 first: the one SonicWall lists.
 CALL_PORTS = (3478, 3479, 3480, 3481, 3482, 3484, 3488, 3489, 3491, 3492, 3493, 3495,
               3496, 3497)
 ALLOCATE_RETRY_S = 0.5  # [S] the real retransmission schedule is not reported
@@ -34,6 +45,9 @@ OPUS = OpusSettings(sample_rate=wa.MEDIA_SAMPLE_RATE, frame_ms=wa.MEDIA_FRAME_MS
                     bitrate=24000)  # [S] WhatsApp's Opus bitrate is not reported
 RTP_CLOCK = wa.MEDIA_SAMPLE_RATE
 PEER_IDS = {"caller": 1, "callee": 2}
+RTT_SHARE_PERIOD_S = 1.0  # [S]
+SIGNAL_TIMEOUT_S = 5.0
+RELAY_RTT_KEY = "relay_rtt_ms"
 
 
 class WhatsAppTransport(asyncio.DatagramProtocol):
@@ -43,7 +57,7 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
         self._allocated: asyncio.Future[tuple[str, int]] | None = None
         self._relay: tuple[str, int] | None = None
         self._pinger: asyncio.Task[None] | None = None
-        self._ssrc = struct.unpack("!I", os.urandom(4))[0]
+        self._sharer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ Transport
 
@@ -51,6 +65,7 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
         self._session = session
         loop = asyncio.get_running_loop()
         self._allocated = loop.create_future()
+        self._sharer = asyncio.create_task(self._share_relay_rtt(session))
         await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
         self._relay = await self._allocate(session)
         session.extra["relay"] = f"{self._relay[0]}:{self._relay[1]}"
@@ -60,6 +75,7 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
 
     async def close(self) -> None:
         await cancel(self._pinger)
+        await cancel(self._sharer)
         if self._transport is not None:
             self._transport.close()
 
@@ -88,9 +104,50 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
             self._transport.sendto(wa.ping(time.monotonic_ns()).encode(), self._relay)
             await asyncio.sleep(PING_PERIOD_S)
 
+    # ------------------------------------------------------------------ the peer's relay leg
+
+    async def _share_relay_rtt(self, session: Session) -> None:
+        """Send this side's relay RTT to the peer every RTT_SHARE_PERIOD_S over
+        signalling, and keep the peer's latest in ``session.peer_relay_rtt_ms``."""
+        if session.cfg.signal is None:
+            session.extra["relay_rtt_exchange"] = "no signalling server given"
+            return
+        try:
+            channel = await SignalChannel.join(*session.cfg.signal, session.cfg.call_id,
+                                               SIGNAL_TIMEOUT_S)
+        except SignalError as exc:
+            session.extra["relay_rtt_exchange"] = str(exc)
+            return
+        session.extra["relay_rtt_exchange"] = "joined"
+        reader = asyncio.create_task(self._read_peer_rtt(session, channel))
+        try:
+            while True:
+                if session.relay_rtt_samples_s:
+                    channel.send({RELAY_RTT_KEY: round(1000.0 * statistics.median(
+                        session.relay_rtt_samples_s), 3)})
+                await asyncio.sleep(RTT_SHARE_PERIOD_S)
+        finally:
+            await cancel(reader)
+            with contextlib.suppress(Exception):
+                await channel.close()
+
+    @staticmethod
+    async def _read_peer_rtt(session: Session, channel: SignalChannel) -> None:
+        while True:
+            try:
+                value = await channel.receive(RELAY_RTT_KEY, 3600.0)
+            except SignalError as exc:
+                if session.peer_relay_rtt_ms is None:  # else: the peer hung up after telling
+                    session.extra["relay_rtt_exchange"] = str(exc)
+                return
+            if isinstance(value, int | float) and not isinstance(value, bool) \
+                    and math.isfinite(value) and value >= 0:
+                session.peer_relay_rtt_ms = float(value)
+
     def _send_media(self, sequence: int, timestamp: int, payload: bytes) -> None:
-        if self._transport is not None and self._relay is not None:
-            self._transport.sendto(wa.media_frame(sequence, timestamp, self._ssrc, payload),
+        if self._transport is not None and self._relay is not None and self._session:
+            self._transport.sendto(wa.media_frame(sequence, timestamp,
+                                                  self._session.sender.ssrc, payload),
                                    self._relay)
 
     # ------------------------------------------------------------------ asyncio protocol
@@ -120,4 +177,4 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
         elif message.msg_type == wa.PONG:
             sent = wa.send_time_ns(message)
             if sent is not None:
-                session.rtt_samples_s.append((time.monotonic_ns() - sent) / 1e9)
+                session.relay_rtt_samples_s.append((time.monotonic_ns() - sent) / 1e9)

@@ -34,7 +34,7 @@ default SSL context, which verifies the relay's certificate against
 ``SSL_CERT_FILE=<per-run ca.pem>`` in the peer's environment, or pass
 ``--ca-file ca.pem`` (which sets that variable inside the process before any
 TLS connection). The relay's certificate must carry the relay IP as an IP SAN
-(see :mod:`harness.services.certs`).
+(see :mod:`harness.services.pki`).
 
 ``--host-ip`` restricts the host candidates to the given local addresses (by
 default aioice uses every address except 127.0.0.1). It is needed for loopback

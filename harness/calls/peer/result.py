@@ -7,6 +7,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from aiortc.mediastreams import AUDIO_PTIME
+
+# The audio frame (= packet) duration aiortc sends, in ms (20).
+AUDIO_FRAME_MS = round(1000.0 * AUDIO_PTIME, 3)
+
 
 @dataclass
 class SelectedPair:
@@ -35,10 +40,21 @@ class PeerResult:
     (or at the failure). ``packets_*``, ``loss_pct`` = lost / (received + lost),
     ``jitter_ms`` come from aiortc's inbound-rtp stats (jitter converted from RTP
     timestamp units with the codec clock rate), ``packets_sent`` from
-    outbound-rtp, ``rtt_ms`` from remote-inbound-rtp (RTCP; null if unknown).
-    ``received_bitrate_kbps`` counts SRTP/SRTCP bytes received by the DTLS
-    transport over the window (no IP/UDP/TURN overhead). ``frames_received`` and
-    ``max_frame_gap_ms`` describe decoded 20 ms audio frames in the window.
+    outbound-rtp. ``received_bitrate_kbps`` counts SRTP/SRTCP bytes received by
+    the DTLS transport over the window (no IP/UDP/TURN overhead).
+    ``frames_received`` and ``max_frame_gap_ms`` describe decoded audio frames
+    in the window; ``frame_ms`` is the frame (= packet) duration this peer
+    sends: 20, aiortc's packetisation for every audio codec
+    (aiortc.mediastreams.AUDIO_PTIME; its Opus and G.711 encoders frame at it).
+
+    ``rtt_ms`` is the end-to-end round trip between the two peers: aiortc's
+    remote-inbound-rtp ``roundTripTime`` (smoothed), which it computes from the
+    LSR/DLSR of the peer's RTCP reports about this side's sender reports
+    (RFC 3550 §6.4.1: RTT = arrival − LSR − DLSR). The RTCP travels with the
+    media, so on a TURN path the round trip includes both legs through the relay
+    (``rtt_method`` "rtcp-sr-rr"; null if no report came back).
+    ``relay_rtt_ms``, the round trip to the TURN server alone, is not measured by
+    this peer and is always null (the app-like clients report theirs).
 
     ``error`` (null on success) / ``failure_stage`` (signalling, gathering, ice,
     dtls, media):
@@ -79,8 +95,11 @@ class PeerResult:
     loss_pct: float | None = None
     jitter_ms: float | None = None
     rtt_ms: float | None = None
+    rtt_method: str | None = None
+    relay_rtt_ms: float | None = None
     received_bitrate_kbps: float | None = None
     frames_received: int = 0
+    frame_ms: float = AUDIO_FRAME_MS
     max_frame_gap_ms: float | None = None
     media_seconds: float | None = None
     error: str | None = None

@@ -142,6 +142,7 @@ def apply_stats(result: PeerResult, state: CallState, clockrate: int) -> None:
         # aiortc reports interarrival jitter in RTP timestamp units (RFC 3550).
         result.jitter_ms = _rounded(1000.0 * s.jitter_units / clockrate)
     result.rtt_ms = _rounded(None if s.rtt_s is None else 1000.0 * s.rtt_s)
+    result.rtt_method = "rtcp-sr-rr" if result.rtt_ms is not None else None
     apply_window(result, state, s)
 
 

@@ -1,20 +1,27 @@
 """A Telegram-like reflector with its TCP relay: written here because no
 packaged server speaks Telegram's reflector protocol (Telegram's reflectors
-are its own; tgcalls only shows the client side, restrictions.md §2.2).
+are its own; tgcalls only shows the client side, docs/sources.md S16, S24, S26).
 
 UDP on 596-599 and 1400: a 40-byte hello (peer tag, 12×FF, FE, 3×FF, u64) is
 answered with the tag, 16×FF and the same u64; any other packet starting with
-a known peer tag is relayed to the other peers of that tag. TCP on 443: the
-same packets, each framed by a big-endian u16 length. A peer on UDP and a peer
-on TCP sharing a tag are bridged [S: the real relays' behaviour is unknown],
-so each side can fall back on its own. An endpoint silent for IDLE_S is
-forgotten (a peer that moved to TCP leaves its UDP endpoint behind).
+a known peer tag is relayed to the endpoints of the partner tag, the other
+side of the call (the tag with the low bit of its last byte flipped, as
+libtgvoip's MockReflector pairs them: harness.wire.telegram), rewritten to
+carry the receiver's own tag. TCP on 443: the same packets, each framed by a
+big-endian u16 length. A peer on UDP and a peer on TCP are bridged [S: the
+real relays' behaviour is unknown], so each side can fall back on its own.
+
+Every endpoint a side has sent from is that side's: it is learnt under the
+exact tag the side sends with, so a packet never goes back to any endpoint of
+its sender, e.g. the UDP endpoint a peer left behind when it moved to TCP
+(which it may still reach with hellos). An endpoint silent for IDLE_S is
+forgotten.
 
 The UDP ports also answer STUN Binding Requests (cookie 0x2112A442) with a
 Binding Success carrying the sender's XOR-MAPPED-ADDRESS: tgcalls learns its
 public address from Telegram's own servers (the STUN endpoints of
 phoneConnectionWebrtc; Binding Requests follow the hellos to 596/597 in the
-Flowseal#6148 capture, restrictions.md §2.2), so the telegram-like client uses
+Flowseal#6148 capture, docs/sources.md S16, S24, S26), so the telegram-like client uses
 this reflector's port 596 as its STUN server. Other STUN messages are ignored.
 
 Run as ``python -m harness.services.app_relays.telegram_reflector --listen IP
@@ -49,6 +56,9 @@ class Endpoint:
 
 @dataclass
 class ReflectorState:
+    """The endpoints learnt per tag: ``tags[tag]`` are the endpoints of the one
+    side of a call that sends with `tag`."""
+
     tags: dict[bytes, dict[object, Endpoint]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
 
@@ -59,19 +69,27 @@ class ReflectorState:
         except WireError:
             self.counts["malformed"] += 1
             return
-        endpoints = self.tags.setdefault(tag, {})
+        senders = self.tags.setdefault(tag, {})
         now = time.monotonic()
-        endpoint = endpoints.setdefault(key, Endpoint(key, send, now))
+        endpoint = senders.setdefault(key, Endpoint(key, send, now))
         endpoint.last_seen, endpoint.send = now, send  # answer from the port it used last
         if tg.is_hello(data):
             self.counts["hello"] += 1
             send(tg.answer(tag, tg.query_id(data)))
             return
-        self._forget_idle(endpoints, now)
-        for other in endpoints.values():
-            if other.key != key:
-                other.send(data)
-                self.counts["relayed"] += 1
+        partner = tg.partner_tag(tag)
+        receivers = self.tags.get(partner, {})
+        self._forget_idle(senders, now)
+        self._forget_idle(receivers, now)
+        relayed = tg.tagged(partner, payload)
+        for other in receivers.values():
+            if other.key in senders:  # one socket seen with both tags: still the sender's
+                self.counts["not-echoed"] += 1
+                continue
+            other.send(relayed)
+            self.counts["relayed"] += 1
+        if not receivers:
+            self.counts["no-partner"] += 1
 
     def forget(self, key: object) -> None:
         for endpoints in self.tags.values():

@@ -1,6 +1,6 @@
 """A WhatsApp-like media relay: written here because no packaged server speaks
 WhatsApp's STUN dialect (its relays are Meta's own; only the wire format is
-reported, restrictions.md §2.1).
+reported, docs/sources.md S19, S20).
 
 It listens on UDP 3478-3497 (every port alike), answers allocate (0x0003) with
 0x0103, pongs pings (0x0801 → 0x0802), and relays WARP media frames between the
