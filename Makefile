@@ -29,7 +29,7 @@ JOBS ?= 1
 MATRIX ?= $(or $(CALLWALL_MATRIX),matrix)
 SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 
-.PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help
+.PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help image check
 
 all: help
 
@@ -38,10 +38,12 @@ help:
 	@echo "                 (MATRIX=quick for a short tour, JOBS=N for N labs at once)"
 	@echo "make test        lint, then the whole test suite (unit and root integration)"
 	@echo "make unit        the tests that need no root"
+	@echo "make check       lint, then the unit tests: no root (after make install)"
 	@echo "make calibrate   the full calibration suite (censor and links, real traffic)"
 	@echo "make bench       benchmarks: print capacity and load figures"
-	@echo "make lint        ruff and mypy on harness/"
+	@echo "make lint        ruff, mypy (harness/ and tests/) and the import-linter layer contracts"
 	@echo "make install     system packages and the venv only"
+	@echo "make image       the testbed in a container image (callwall:latest; see the README)"
 
 install: $(BUILT)
 
@@ -75,7 +77,7 @@ $(PY): | $(APT_STAMP)
 
 $(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,test]'
 	touch $@
 
 $(IMPAIRD): $(IMPAIRD_SOURCES) $(APT_STAMP) | $(PY)
@@ -100,8 +102,19 @@ bench: $(BUILT)
 	$(SUDO) $(PY) -m bench.run $(BENCH)
 
 lint: $(PIP_STAMP)
-	$(VENV)/bin/ruff check harness tests scenarios bench
-	$(VENV)/bin/mypy harness
+	$(VENV)/bin/ruff check harness tests scenarios bench setup.py
+	$(VENV)/bin/mypy harness tests
+	$(VENV)/bin/lint-imports --no-cache
+
+# What to run before sending a change; nothing in it needs root (`make install`
+# needs it once, for the system packages).
+check: lint
+	$(PY) -m pytest tests/unit -q -p no:cacheprovider -n auto $(PYTEST_FLAGS)
+
+# callwall:latest from the Dockerfile; no registry needed (docker/build-image.sh).
+image:
+	$(SUDO) env $(foreach v,IMAGE BASE_IMAGE IMAGE_APT_OPTIONAL DOCKER DOCKER_HOST \
+	  CALLWALL_PRIVATE_DOCKERD PIP_CERT,$(if $($(v)),$(v)='$($(v))')) docker/build-image.sh
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache
+	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .import_linter_cache build dist

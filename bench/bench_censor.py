@@ -106,7 +106,7 @@ def _voice_flows(lab: Lab) -> list[Figure]:
     assert rate is not None
     lab.apply_policy(policy)
     elapsed: list[float] = []
-    flows = udp_upstream(lab, "caller", "relay", 43000, flows=VOICE_FLOWS, pps=VOICE_PPS,
+    flows = udp_upstream(lab.network, "caller", "relay", 43000, flows=VOICE_FLOWS, pps=VOICE_PPS,
                          size=VOICE_PAYLOAD, seconds=VOICE_SECONDS, timeline=True,
                          senders=VOICE_SENDERS, elapsed=elapsed)
     rates = [_flow_rate_kbit(f) for f in flows.values()]

@@ -1,16 +1,20 @@
 """The `callwall` command.
 
-  callwall up TOPOLOGY [--policy P]      bring a lab up and leave it running
-  callwall exec HOST -- CMD...           run a program inside a lab host
-  callwall policy apply POLICY           swap the censor's policy (atomic)
-  callwall policy show POLICY            print the compiled ruleset, explained
-  callwall down                          remove the lab
-  callwall status                        list labs
-  callwall clean                         remove labs whose owner died
-  callwall run -t T -p P -s S            place one call and print its result
-  callwall validate FILE...              check topology and policy files
-  callwall link set [RUN] A B [...]      change a link direction's impairment, live
-  callwall doctor                        what this machine offers, which backends
+  callwall up TOPOLOGY [--policy P]           bring a lab up and leave it running
+  callwall exec [--lab ID] HOST -- CMD...     run a program inside a lab host
+  callwall policy apply [--lab ID] POLICY     swap the censor's policy (atomic)
+  callwall policy show POLICY                 print the compiled ruleset, explained
+  callwall link set [--lab ID] A B [...]      change a link direction's impairment, live
+  callwall down [--lab ID]                    remove the lab
+  callwall status                             list labs
+  callwall clean                              remove labs whose owner died
+  callwall run -t T -p P -s S                 place one call and print its result
+  callwall validate [FILE...]                 check spec files (default: the shipped ones)
+  callwall list policies|topologies|profiles|strategies   one line each
+  callwall doctor                             what this machine offers, which backends
+
+--lab ID chooses the lab (its id is in `callwall status`) where several run;
+with one running lab it may be left out.
 
 Exit codes: 0 success, 1 failure, 2 bad input (spec, arguments).
 """
@@ -27,8 +31,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import paths
-from harness.calls.place import PROFILES
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallError, CallSettings, check_strategy
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.netns.capabilities import missing_lab_capabilities
 from harness.netns.environment import describe_environment
@@ -39,13 +42,15 @@ from harness.report.html import ReportError, resolve_run_dir, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
 from harness.session import judged_call
 from harness.spec.impairment import Impairment
-from harness.spec.names import ALL_STRATEGIES
+from harness.spec.names import ALL_STRATEGIES, PROFILE_DESCRIPTIONS, PROFILES, STRATEGY_DESCRIPTIONS
 from harness.spec.policy import load_policy
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
 from harness.testbed import Lab, remove_stale_labs
 
 EXIT_BAD_INPUT = 2
+# `callwall run`: the call could not be judged (the harness or a tool broke).
+EXIT_UNJUDGED = 3
 UP_TIMEOUT_S = 60.0
 DOWN_TIMEOUT_S = 30.0
 
@@ -126,13 +131,26 @@ def _print_lab(lab: Lab) -> None:
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    lab = Lab.attach(_select_lab(args.lab))
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    lab_id, command = exec_command(args)
     if not command:
-        raise CliError("nothing to run: callwall exec HOST -- CMD...", EXIT_BAD_INPUT)
+        raise CliError("nothing to run: callwall exec [--lab ID] HOST -- CMD...", EXIT_BAD_INPUT)
+    lab = Lab.attach(_select_lab(lab_id))
     argv = lab.host(args.host).argv(command)
     os.execvp(argv[0], argv)
     return 1  # not reached
+
+
+def exec_command(args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The lab and the program of `callwall exec`. Everything after HOST is the
+    program's, so that its own options need no quoting; only a `--lab ID` right
+    after HOST is taken as ours, as other verbs take --lab anywhere."""
+    lab_id: str | None = args.lab
+    command = list(args.command)
+    if command[:1] == ["--lab"] and len(command) > 1:
+        lab_id, command = command[1], command[2:]
+    elif command[:1] and command[0].startswith("--lab="):
+        lab_id, command = command[0].removeprefix("--lab="), command[1:]
+    return lab_id, command[1:] if command[:1] == ["--"] else command
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -215,7 +233,8 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    for file in args.files:
+    files = args.files or [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies()]
+    for file in files:
         path = Path(file)
         if path.parent.name == "topologies":
             load_topology(path)
@@ -229,6 +248,53 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- listing
+
+LIST_KINDS = ("policies", "topologies", "profiles", "strategies")
+SUMMARY_CHARS = 76
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    entries = list_entries(args.kind)
+    width = max((len(name) for name, _ in entries), default=0)
+    for name, summary in entries:
+        print(f"{name:<{width}}  {summary}".rstrip())
+    return 0
+
+
+def list_entries(kind: str) -> list[tuple[str, str]]:
+    """(name, one-line summary) of each policy, topology, call profile or
+    strategy; specs by the name the other verbs take (the file's stem)."""
+    if kind == "policies":
+        return [(path.stem, summarize(_policy_text(path))) for path in paths.all_policies()]
+    if kind == "topologies":
+        return [(path.stem, summarize(load_topology(path).description))
+                for path in paths.all_topologies()]
+    if kind == "profiles":
+        return [(name, PROFILE_DESCRIPTIONS[name]) for name in PROFILES]
+    if kind == "strategies":
+        return [(name, STRATEGY_DESCRIPTIONS[name]) for name in ALL_STRATEGIES]
+    raise CliError(f"cannot list {kind!r}: choose one of {', '.join(LIST_KINDS)}",
+                   EXIT_BAD_INPUT)
+
+
+def _policy_text(path: Path) -> str:
+    policy = load_policy(path)
+    return policy.description or policy.provenance.reported
+
+
+def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
+    """The first sentence of a spec's text on one line, cut at a word to `limit`."""
+    line = " ".join(text.split())
+    sentence = line.split(". ", 1)[0].rstrip(".")
+    if len(sentence) <= limit:
+        return sentence
+    cut = sentence[: limit - 1]
+    if sentence[limit - 1] != " ":  # inside a word: back to the word's start
+        cut = cut.rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:") + "…"
+
+
 # ---------------------------------------------------------------- one call
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -236,9 +302,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     topology_file = paths.topology_path(args.topology)
     topology = load_topology(topology_file)
     policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
+    try:
+        check_strategy(args.profile, args.strategy)
+    except CallError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
     _require_lab_capabilities()
     install_stop_handlers()
-    settings = CallSettings(media_seconds=args.seconds, setup_timeout_s=args.setup_timeout,
+    settings = CallSettings(media_s=args.seconds, setup_timeout_s=args.setup_timeout,
                             record_audio=not args.no_audio, capture_pcap=not args.no_pcap)
     with Lab.create(topology_file) as lab:
         lab.up(progress=True)
@@ -247,15 +317,18 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{policy.name}", file=sys.stderr)
         record = judged_call(lab, policy, args.strategy, results_dir / "calls" / "call-1",
                              settings, profile=args.profile)
+        link_backend = lab.registry.state.link_backend
     write_results(results_dir, [record], {"run_id": record.run_id, "kind": "run",
                                           "topology": topology.name,
-                                          "environment": describe_environment()})
+                                          "environment": describe_environment(link_backend)})
     point_latest(results_dir)
     write_report(results_dir)
     print(json.dumps(record.to_dict(), indent=2) if args.json else format_table([record]))
     print(f"results: {results_dir / 'results.json'}, report: {results_dir / 'report.html'}",
           file=sys.stderr)
-    return 0 if record.connected else 1
+    if record.outcome == "error":
+        return EXIT_UNJUDGED
+    return 0 if record.verdict in ("pass", "no-expectation") else 1
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -300,7 +373,7 @@ def cmd_link_set(args: argparse.Namespace) -> int:
         raise CliError(str(exc), EXIT_BAD_INPUT) from None
     except (LinkBackendError, NoLinkBackend) as exc:
         raise CliError(str(exc)) from None
-    backend = lab.registry.state.details.get("link_backend", "?")
+    backend = lab.registry.state.link_backend or "?"
     print(f"lab {lab.run_id}, link backend {backend}")
     return 0
 
@@ -342,6 +415,13 @@ def _choose_link_backend(args: argparse.Namespace) -> None:
         os.environ[ENV_OVERRIDE] = args.link_backend
 
 
+def _lab_option(parser: argparse.ArgumentParser) -> None:
+    """--lab, the same for every verb that acts on a running lab."""
+    parser.add_argument("--lab", metavar="ID",
+                        help="the lab to act on, by its id (callwall status); needed only "
+                             "when several labs run")
+
+
 def _link_backend_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--link-backend", choices=("auto", "netem", "userspace"),
                         help="how to emulate the topology's link impairments (default: the "
@@ -356,16 +436,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _link_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    link = sub.add_parser("link", help="change link impairments on a running lab")
+    link = sub.add_parser("link", help="change the link impairments of a running lab")
     lsub = link.add_subparsers(required=True, metavar="ACTION")
     change = lsub.add_parser(
-        "set", help="impair one link's direction(s), live",
+        "set", help="impair one link's direction(s) of a running lab, live",
         description="Set the impairment of the link between HOST-A and HOST-B on a running "
                     "lab: a preset (--preset), inline values, or a preset with some values "
                     "overridden. Values not given are the preset's, or none.")
     change.add_argument("host_a", metavar="HOST-A")
     change.add_argument("host_b", metavar="HOST-B")
-    change.add_argument("--lab", help="lab id, when several run")
+    _lab_option(change)
     change.add_argument("--direction", choices=("a-b", "b-a", "both"), default="both")
     change.add_argument("--preset", help="a preset of topologies/presets/link-presets.yaml")
     change.add_argument("--clear", action="store_true", help="remove the impairment")
@@ -410,14 +490,17 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pcap", action="store_true", help="no pcap of the censor")
     _link_backend_option(run)
     run.add_argument("--profile", default="webrtc", choices=PROFILES,
-                     help="call profile (harness/apps): webrtc (default), signal-like, "
+                     help="call profile (harness/calls): webrtc (default), signal-like, "
                           "whatsapp-like, telegram-like; app profiles take strategy direct")
     run.set_defaults(handler=cmd_run)
     _report_command(sub)
     _link_commands(sub)
-    validate = sub.add_parser("validate", help="check topology and policy files")
-    validate.add_argument("files", nargs="+")
+    validate = sub.add_parser("validate", help="check topology, preset and policy files")
+    validate.add_argument("files", nargs="*", metavar="FILE",
+                          help="spec files (default: every shipped topology, the link presets "
+                               "and every shipped policy)")
     validate.set_defaults(handler=cmd_validate)
+    _list_command(sub)
     return parser
 
 
@@ -427,16 +510,24 @@ def _lab_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     up.add_argument("--policy", default="baseline")
     _link_backend_option(up)
     up.set_defaults(handler=cmd_up)
-    run_in = sub.add_parser("exec", help="run a program inside a lab host")
-    run_in.add_argument("host")
-    run_in.add_argument("command", nargs=argparse.REMAINDER)
-    run_in.add_argument("--lab", help="lab id, when several run")
+    run_in = sub.add_parser("exec", help="run a program inside a host of a running lab")
+    run_in.add_argument("host", metavar="HOST", help="a host of the lab's topology")
+    run_in.add_argument("command", nargs=argparse.REMAINDER, metavar="-- CMD",
+                        help="the program and its arguments")
+    _lab_option(run_in)
     run_in.set_defaults(handler=cmd_exec)
-    down = sub.add_parser("down", help="remove the lab")
-    down.add_argument("--lab", help="lab id, when several run")
+    down = sub.add_parser("down", help="remove a running lab")
+    _lab_option(down)
     down.set_defaults(handler=cmd_down)
     sub.add_parser("status", help="list labs").set_defaults(handler=cmd_status)
     sub.add_parser("clean", help="remove labs whose owner died").set_defaults(handler=cmd_clean)
+
+
+def _list_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    listing = sub.add_parser("list", help="the shipped policies and topologies, the call "
+                                          "profiles and strategies: one line each")
+    listing.add_argument("kind", choices=LIST_KINDS)
+    listing.set_defaults(handler=cmd_list)
 
 
 def _report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -454,12 +545,12 @@ def _report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     policy = sub.add_parser("policy", help="show or apply censor policies")
     psub = policy.add_subparsers(required=True, metavar="ACTION")
-    apply = psub.add_parser("apply", help="swap the running lab's censor policy")
-    apply.add_argument("policy")
-    apply.add_argument("--lab", help="lab id, when several run")
+    apply = psub.add_parser("apply", help="swap the censor policy of a running lab")
+    apply.add_argument("policy", metavar="POLICY", help="a shipped policy's name or a file")
+    _lab_option(apply)
     apply.set_defaults(handler=cmd_policy_apply)
     show = psub.add_parser("show", help="print a policy's compiled ruleset")
-    show.add_argument("policy")
+    show.add_argument("policy", metavar="POLICY", help="a shipped policy's name or a file")
     show.add_argument("-t", "--topology", default=paths.DEFAULT_TOPOLOGY)
     show.set_defaults(handler=cmd_policy_show)
 

@@ -27,6 +27,7 @@ from harness.link.impaird_binary import BINARY_NAME, impaird_path
 from harness.link.selection import PROBE_VETH, Probe, probe_netem, probe_nfqueue, probe_veth
 from harness.netns.host import LabHost
 from harness.netns.mininet_backend import MININET_IMPORT_ERROR
+from harness.tunnels import TOOLS
 
 NAMESPACE_READY_S = 5.0
 NFT_TABLE = "table inet cwdoctor {\n%s\n}\n"
@@ -189,7 +190,6 @@ BINARIES: tuple[tuple[str, str, bool, str], ...] = (
     ("unshare", "util-linux", True, "doctor's throwaway namespace"),
     ("mnexec", "mininet", True, "lab hosts (Mininet)"),
     ("turnserver", "coturn", True, "TURN relay and STUN server"),
-    ("wireguard-go", "wireguard-go", False, "WireGuard tunnels without the kernel module"),
     ("docker", "docker.io", False, "container-based apps (optional)"),
     ("chromium", "chromium", False, "the report render test, browser calls"),
     ("iperf3", "iperf3", False, "capacity benchmarks (make bench)"),
@@ -197,11 +197,22 @@ BINARIES: tuple[tuple[str, str, bool, str], ...] = (
 )
 
 
+def _tunnel_binaries() -> list[tuple[str, str, bool, str]]:
+    """The tunnels' programs (harness.tunnels.TOOLS): optional; the matrix skips
+    the cells whose tools are missing, and says so."""
+    users: dict[tuple[str, str], list[str]] = {}
+    for strategy, tools in TOOLS.items():
+        for tool in tools:
+            users.setdefault(tool, []).append(strategy)
+    return [(binary, package, False, "tunnels: " + ", ".join(strategies))
+            for (binary, package), strategies in users.items()]
+
+
 def userland_checks(link_needs_impaird: bool) -> list[Check]:
     checks = [Check("mininet (python)", MININET_IMPORT_ERROR is None, True,
                     "lab hosts", "apt install mininet (venv with system site-packages)",
                     str(MININET_IMPORT_ERROR or ""))]
-    for binary, package, required, used_for in BINARIES:
+    for binary, package, required, used_for in (*BINARIES, *_tunnel_binaries()):
         found = shutil.which(binary)
         checks.append(Check(binary, found is not None, required, used_for,
                             f"apt install {package}", found or "not on PATH"))

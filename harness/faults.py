@@ -31,15 +31,15 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from harness import paths
+from harness.netns.directory import ServiceDirectory
 from harness.netns.registry import OwnedProcess
-from harness.services.directory import ServiceDirectory
 from harness.services.lab_services import (
     RELAY,
-    SERVICES,
     SIGNALLING,
     ServiceStartError,
     start_service,
 )
+from harness.services.lab_services import restore_services as restore_lab_services
 from harness.spec.policy import Policy, load_policy
 from harness.spec.topology import Topology
 from harness.testbed import Lab
@@ -379,15 +379,9 @@ def restart_service(lab: Lab, what: str) -> None:
 
 
 def restore_services(lab: Lab) -> list[str]:
-    """Start again every lab service (relay, STUN, signalling) that is not
-    running, as it was configured; returns what was restarted."""
-    restarted = []
-    for what in SERVICES:
-        if not running(lab, what):
-            stop_service(lab, what)  # drop dead records
-            start_service(lab.network, _services_of(lab), what)
-            restarted.append(what)
-    return restarted
+    """Start again every lab service (relay, STUN, signalling, app relays)
+    that is not running, as it was configured; returns what was restarted."""
+    return restore_lab_services(lab.network, _services_of(lab))
 
 
 def _services_of(lab: Lab) -> ServiceDirectory:

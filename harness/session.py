@@ -1,26 +1,30 @@
 """One call under one policy, from lab to judged record: the step that
-`callwall run` and the scenario matrix share."""
+`callwall run` and the scenario matrix share.
+
+The order: the policy is loaded anew (so every call starts from a fresh
+censor), the lab's services are checked and restarted if one died, the
+censor's counters are read, the call is placed (harness.calls.place_call),
+the counters are read again, PESQ is scored, and the record is built once
+(harness.measure.record.build_record) and written next to the call's files."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict
+import sys
 from pathlib import Path
 from typing import Any
 
-from harness.calls.place import WEBRTC, call_paths, place_profile_call
-from harness.calls.webrtc import (
-    CallOutput,
-    CallSettings,
-    is_speech_reference,
-    reference_audio,
-)
-from harness.censor.counters import counters_since, read_counters
+from harness.calls import CallOutput, CallSettings, place_call
+from harness.calls.procs import is_speech_reference, reference_audio
+from harness.censor.counters import RuleCounter, counters_since, read_counters
 from harness.faults import Fault
 from harness.measure.capture import censor_capture
 from harness.measure.pesq_score import pesq_wb
-from harness.measure.record import CallRecord, attach_timelines, build_record
+from harness.measure.record import CallIdentity, CallRecord, build_record
+from harness.measure.verdict import CallEvidence, RuleCount
+from harness.services.lab_services import ServiceStartError, restore_services
+from harness.spec.names import Profile
 from harness.spec.policy import Policy
 from harness.testbed import Lab
 
@@ -29,37 +33,56 @@ PCAP_NAME = "censor.pcap"
 
 def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
                 settings: CallSettings | None = None, fault: Fault | None = None,
-                profile: str = WEBRTC) -> CallRecord:
-    """Place a call with `strategy` on `lab`, whose censor runs `policy` (at
-    least when the call starts: a swap-policy `fault` changes it mid-call).
-    `profile` (harness.calls.place) picks the client; the call is judged
-    against the policy's expectation for that profile and strategy."""
+                profile: str = Profile.WEBRTC) -> CallRecord:
+    """Place a call with `profile` and `strategy` on `lab`, whose censor runs
+    `policy` (at least when the call starts: a swap-policy `fault` changes it
+    mid-call), and judge it against the policy's expectation for that cell."""
     settings = settings or CallSettings()
-    # Loaded anew for every call, so each starts from a fresh censor: verdicts
-    # an earlier call left behind (a server blackholed for ten minutes, a
-    # flow set) must not decide this one.
     lab.apply_policy(policy)
     call_dir.mkdir(parents=True, exist_ok=True)
+    broken = check_services(lab)
     censor = lab.host_with_role("censor")
     before = read_counters(censor)
     with _capture(lab, call_dir, settings) as pcap:
-        output = place_profile_call(lab, profile, strategy, settings, call_dir, fault)
-    expectation = policy.expectation(profile, strategy)
-    record = build_record(topology=lab.topology.name, policy=policy.name, strategy=strategy,
-                          caller=output.caller, callee=output.callee,
-                          expectation=expectation,
-                          timelines=list(output.timelines.values()),
-                          faults=[event.to_dict() for event in output.faults])
-    record.run_id, record.call_id = lab.run_id, call_dir.name
-    record.profile = profile
-    record.path, record.path_changes = call_paths(output)
-    record.failure_detail = output.caller.get("detail") or output.callee.get("detail")
-    attach_timelines(record, output.caller, output.callee, output.started_monotonic)
-    record.censor_counters = [asdict(c) for c in counters_since(before, read_counters(censor))]
-    record.files = _files(output, pcap)
-    record.pesq = _pesq(lab, output, settings)
+        output = place_call(lab, profile, strategy, settings, call_dir, fault)
+    counters = counters_since(before, read_counters(censor))
+    pesq = _pesq(lab, output, settings)
+    evidence = CallEvidence(
+        caller=output.caller, callee=output.callee, window_s=settings.media_s,
+        timelines=list(output.timelines.values()), counters=[_count(c) for c in counters],
+        pesq_mos=pesq["mos_lqo"] if pesq else None, killed_by_fault=output.killed_by_fault,
+        harness_error=broken, link_impaired=lab.topology.impairs_links())
+    identity = CallIdentity(topology=lab.topology.name, policy=policy.name, profile=profile,
+                            strategy=strategy, run_id=lab.run_id, call_id=call_dir.name)
+    record = build_record(
+        identity, evidence, policy.expectation(profile, strategy),
+        faults=[event.to_dict() for event in output.faults],
+        started_monotonic=output.started_monotonic, path=output.path,
+        path_changes=[c.to_dict() for c in output.path_changes], pesq=pesq,
+        files=_files(output, pcap), tunnel_up_s=output.tunnel_up_s,
+        setup_offset_s=output.setup_offset_s)
     (call_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2) + "\n")
     return record
+
+
+def check_services(lab: Lab) -> str | None:
+    """Before a call: every lab service must be running. One that died is
+    started again; one that does not come back makes the call an error (the
+    returned text says which)."""
+    if lab.services is None:
+        return "the lab's services were never started"
+    try:
+        restarted = restore_services(lab.network, lab.services)
+    except ServiceStartError as exc:
+        return f"a lab service is down and did not restart: {exc}"
+    for what in restarted:
+        print(f"[{lab.run_id}] {what} was not running: restarted it before the call",
+              file=sys.stderr, flush=True)
+    return None
+
+
+def _count(counter: RuleCounter) -> RuleCount:
+    return RuleCount(counter.rule, counter.packets, counter.bytes)
 
 
 def _pesq(lab: Lab, output: CallOutput, settings: CallSettings) -> dict[str, Any] | None:
@@ -72,7 +95,7 @@ def _pesq(lab: Lab, output: CallOutput, settings: CallSettings) -> dict[str, Any
         return {"mos_lqo": None, "status": "no-speech-reference",
                 "detail": "espeak-ng is missing: the peers sent a synthetic signal"}
     score = pesq_wb(reference, output.directory / "callee-received.wav",
-                    expected_s=settings.media_seconds)
+                    expected_s=settings.media_s)
     return {"mos_lqo": round(score.mos_lqo, 3), "status": score.status,
             "detail": score.detail}
 
@@ -81,7 +104,7 @@ def _capture(lab: Lab, call_dir: Path, settings: CallSettings
              ) -> contextlib.AbstractContextManager[Path | None]:
     if not settings.capture_pcap:
         return contextlib.nullcontext(None)
-    return censor_capture(lab, call_dir / PCAP_NAME, settings.pcap_max_packets)
+    return censor_capture(lab.network, call_dir / PCAP_NAME, settings.pcap_max_packets)
 
 
 def _files(output: CallOutput, pcap: Path | None) -> dict[str, str | None]:

@@ -17,6 +17,8 @@ from harness.censor.applier import apply_plan
 from harness.censor.compiler import bindings_for, compile_policy
 from harness.censor.plan import CensorPlan
 from harness.link.apply import apply_topology_impairments
+from harness.netns.backend import LabBackend
+from harness.netns.directory import ServiceDirectory
 from harness.netns.host import LabHost
 from harness.netns.mininet_backend import MininetLab
 from harness.netns.nat import nat_ruleset
@@ -24,19 +26,14 @@ from harness.netns.netconfig import configure_host
 from harness.netns.network import LabNetwork
 from harness.netns.registry import RUNS_ROOT, Registry, stale_runs
 from harness.netns.stop_signals import stop_signals_deferred
-from harness.services.directory import ServiceDirectory
 from harness.services.lab_services import start_lab_services
 from harness.spec.policy import Policy
 from harness.spec.topology import Topology, load_topology
 
 
-class LabError(RuntimeError):
-    pass
-
-
 class Lab:
     def __init__(self, topology: Topology, registry: Registry,
-                 backend: MininetLab | None = None) -> None:
+                 backend: LabBackend | None = None) -> None:
         self.topology = topology
         self.registry = registry
         self.backend = backend
@@ -47,17 +44,19 @@ class Lab:
 
     @classmethod
     def create(cls, topology_path: Path, root: Path = RUNS_ROOT,
-               run_id: str | None = None) -> Lab:
+               run_id: str | None = None, backend: LabBackend | None = None) -> Lab:
+        """A lab of `topology_path`, not built yet, on `backend` (Mininet unless
+        given; e.g. harness.testing.fake.FakeBackend)."""
         topology = load_topology(topology_path)
         remove_stale_labs(root)
         registry = Registry.create(str(topology_path.resolve()), root, run_id)
-        return cls(topology, registry, MininetLab(registry.state.run_id))
+        return cls(topology, registry,
+                   backend if backend is not None else MininetLab(registry.state.run_id))
 
     @classmethod
     def attach(cls, registry: Registry) -> Lab:
         lab = cls(load_topology(Path(registry.state.topology)), registry)
-        raw = registry.state.details.get("services")
-        lab.services = ServiceDirectory.from_dict(raw) if raw else None
+        lab.services = registry.state.services
         return lab
 
     @property
@@ -105,25 +104,21 @@ class Lab:
             self.registry.remove()
 
     def host(self, name: str) -> LabHost:
-        try:
-            return self.hosts[name]
-        except KeyError:
-            raise LabError(f"no host {name!r} in lab {self.run_id}; hosts are: "
-                           f"{', '.join(self.hosts)}") from None
+        return self.network.host(name)
 
     def host_with_role(self, role: str) -> LabHost:
-        return self.host(self.topology.host_with_role(role))
+        return self.network.host_with_role(role)
 
     def apply_policy(self, policy: Policy) -> CensorPlan:
         return self.apply_plan(compile_policy(policy, bindings_for(self.topology)))
 
     def apply_plan(self, plan: CensorPlan) -> CensorPlan:
-        previous = self.registry.state.details.get("tc_devices", [])
+        previous = self.registry.state.tc_devices
         apply_plan(self.host_with_role("censor"), plan, previous)
         (self.registry.files / "policy.nft").write_text(plan.nft_ruleset)
         self.registry.state.policy = plan.policy
-        self.registry.set_status(self.registry.state.status,
-                                 tc_devices=sorted({op.dev for op in plan.tc_ops}))
+        self.registry.state.tc_devices = sorted({op.dev for op in plan.tc_ops})
+        self.registry.save()
         return plan
 
     def _step(self, what: str, action: Callable[[], None]) -> None:
@@ -137,7 +132,9 @@ class Lab:
 
     def _own_host(self, name: str, pid: int) -> None:
         self.registry.record_host(name, pid)
-        self.hosts[name] = LabHost(name, self.topology.hosts[name].role, pid, self.registry)
+        assert self.backend is not None
+        self.hosts[name] = self.backend.lab_host(name, self.topology.hosts[name].role, pid,
+                                                 self.registry)
 
     def _attach_recorded_hosts(self) -> None:
         for name, owned in self.registry.state.hosts.items():
@@ -157,7 +154,8 @@ class Lab:
 
     def _start_services(self) -> None:
         self.services = start_lab_services(self.network)
-        self.registry.set_status("services", services=self.services.to_dict())
+        self.registry.state.services = self.services
+        self.registry.set_status("services")
 
 
 def remove_stale_labs(root: Path = RUNS_ROOT) -> list[str]:

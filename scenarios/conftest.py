@@ -23,7 +23,9 @@ from harness.netns.environment import describe_environment
 from harness.netns.registry import new_run_id
 from harness.report.html import record_from_dict, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
+from harness.spec.topology import load_topology
 from harness.testbed import Lab
+from harness.testing.labs import running_lab
 from scenarios.matrix_file import MATRIX, MATRIX_PATH
 
 TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY") or MATRIX.topology
@@ -64,9 +66,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
-    with Lab.create(paths.topology_path(TOPOLOGY), run_id=RUN["run_id"]) as running:
-        running.up(progress=True)
+    """One lab per session (per worker under xdist), from the same factory as
+    the plugin's module-scoped `lab`; checked to leave nothing behind."""
+    with running_lab(TOPOLOGY, run_id=RUN["run_id"], progress=True) as running:
         yield running
+        RUN["link_backend"] = running.registry.state.link_backend
 
 
 @pytest.fixture(scope="session")
@@ -93,10 +97,20 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
             "matrix": MATRIX.name, "matrix_file": str(MATRIX_PATH),
             "started": RUN["started"], "finished": time.time(),
-            "host": platform.node(), "environment": describe_environment()}
+            "host": platform.node(), "environment": describe_environment(_link_backend())}
     write_results(results, RECORDS, meta)
     point_latest(results)
     write_report(results)
+
+
+def _link_backend() -> str | None:
+    """The link backend this process's lab used; under xdist the workers' labs
+    chose theirs, which the controller does not see."""
+    if "link_backend" in RUN:
+        backend: str | None = RUN["link_backend"]
+        return backend
+    return "chosen per worker" if load_topology(paths.topology_path(TOPOLOGY)).impairs_links() \
+        else None
 
 
 def _merge_worker_records(results: Path) -> list[CallRecord]:

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.calls.webrtc import CallSettings
-from harness.measure.record import CallRecord
+from harness.calls import CallSettings
+from harness.measure.record import CallIdentity, CallRecord, skipped_record
 from harness.session import judged_call
 from harness.spec.matrix import Cell, matrix_cells
 from harness.spec.policy import Policy, load_policy
 from harness.testbed import Lab
+from harness.tunnels import missing_tools
 from scenarios.matrix_file import MATRIX, MATRIX_LOC
 
 
@@ -46,15 +47,29 @@ def _cells() -> list[Cell]:
 def test_call(lab: Lab, results_dir: Path, keep_record: list[CallRecord],
               record_property: object, cell: Cell) -> None:
     policy = load_policy(paths.policy_path(cell.policy), lab.topology.sets.keys())
+    missing = missing_tools(cell.strategy)
+    if missing:
+        reason = f"missing {', '.join(missing)}"
+        keep_record.append(skipped_record(
+            CallIdentity(lab.topology.name, cell.policy, cell.profile, cell.strategy,
+                         lab.run_id, cell.slug),
+            policy.expectation(cell.profile, cell.strategy), reason))
+        pytest.skip(f"skipped ({reason})")
     call_dir = results_dir / "calls" / cell.slug
     record = judged_call(lab, policy, cell.strategy, call_dir, SETTINGS, profile=cell.profile)
     keep_record.append(record)
     for key in ("profile", "connected", "path", "setup_s", "loss_pct", "jitter_ms", "rtt_ms",
-                "mos", "outcome", "failure_kind"):
+                "mos", "outcome", "failure_kind", "tunnel_up_s"):
         record_property(key, getattr(record, key))  # type: ignore[operator]
     record_property("pesq", (record.pesq or {}).get("mos_lqo"))  # type: ignore[operator]
+    record_property("basis", (record.expected or {}).get("basis"))  # type: ignore[operator]
+    record_property("deciding_rules", ", ".join(  # type: ignore[operator]
+        f"{c['rule']}={c['packets']}" for c in record.judgement.get("deciding_rules", [])))
+    why = "; ".join(record.judgement.get("reasons", []))
+    assert record.outcome != "error", (
+        f"{cell.slug}: could not be judged: {why}; logs in {call_dir}")
     assert record.verdict == "pass", (
-        f"{cell.slug}: expected {record.expected}, observed {record.outcome} "
+        f"{cell.slug}: expected {record.expected}, observed {record.outcome}: {why} "
         f"(connected={record.connected}, path={record.path}, mos={record.mos}, "
         f"loss={record.loss_pct}%, error={record.error}); logs in {call_dir}"
     )

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from harness.netns.registry import RUNS_ROOT
-from tests.integration.rootsnapshot import RootSnapshot
+from harness.testing.rootsnapshot import RootSnapshot
 
 SNAPSHOT: dict[str, RootSnapshot] = {}
 

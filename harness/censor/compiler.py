@@ -68,7 +68,7 @@ from harness.censor.plan import (
 )
 from harness.censor.schedule import describe_schedule, schedule_conditions
 from harness.censor.signatures import L4, classifier, nft_alternatives
-from harness.spec.policy import Match, Policy, PortRange, Rule
+from harness.spec.policy import DEFAULT_DENY, Match, Policy, PortRange, Rule
 from harness.spec.topology import Topology
 
 __all__ = ["CompileError", "bindings_for", "compile_policy", "explain_rule",
@@ -128,6 +128,10 @@ class _Output:
     shape_classes: list[HtbClass] = field(default_factory=list)
 
 
+# The allowlist's own counters: its id names them, so decided_by can.
+ALLOWLIST_REPLIES = "allowlist-replies"
+
+
 def compile_policy(policy: Policy, bindings: CensorBindings, now: float | None = None
                    ) -> CensorPlan:
     """`now`: the apply time (seconds since the epoch) that schedules count
@@ -139,8 +143,8 @@ def compile_policy(policy: Policy, bindings: CensorBindings, now: float | None =
         _RuleCompiler(rule, bindings, apply_time, out).compile()
     if policy.mode == "allowlist":
         out.forward += ['ct state established,related counter accept '
-                        'comment "allowlist: replies and related of accepted flows"',
-                        'counter drop comment "allowlist: default deny"']
+                        f'comment "{ALLOWLIST_REPLIES}: replies and related of accepted flows"',
+                        f'counter drop comment "{DEFAULT_DENY}: everything not allowed"']
     if len(out.stages) > MAX_STAGES:
         raise CompileError(f"{len(out.stages)} userspace stages; at most {MAX_STAGES}")
     ruleset = _render_table(policy.name, out)

@@ -91,21 +91,21 @@ COOKIE = _equals(4, STUN_COOKIE.to_bytes(4, "big"))
 TELEGRAM_HELLO_FILL = b"\xff" * 12 + b"\xfe" + b"\xff" * 3
 
 SOURCES = {
-    "stun-cookie": "RFC 5389 magic cookie 0x2112A442 at payload byte 4; restrictions.md §1.3 "
+    "stun-cookie": "RFC 5389 magic cookie 0x2112A442 at payload byte 4; docs/sources.md S12, S13 "
                    "item 1 (zapret --filter-l7=stun), §2.1",
     "whatsapp-stun": "nDPI stun.c: message types 0x0800-0x0802, attributes 0x4000-0x4004 and "
-                     "0x4007 are WHATSAPP_CALL; restrictions.md §2.1",
+                     "0x4007 are WHATSAPP_CALL; docs/sources.md S19, S20",
     "telegram-hello": "tgcalls v2 ReflectorPort.cpp: 40-byte hello, 16-byte peer tag, 12xFF, "
-                      "FE, 3xFF, u64; restrictions.md §2.2",
+                      "FE, 3xFF, u64; docs/sources.md S16, S24, S26",
     "rtp": "RTP version 2 (first byte 0b10xxxxxx), payload type in byte 1; nDPI rtp.c; "
-           "restrictions.md §2.2, §6",
+           "docs/sources.md S16, S24, S26",
     "dtls": "DTLS record: content type 0x16, version FEFD/FEFF; optional bytes at offsets "
-            "(Snowflake 2021: 1D 00 17 00 18 at 0x5a, pion/dtls#409); restrictions.md §3",
+            "(Snowflake 2021: 1D 00 17 00 18 at 0x5a, pion/dtls#409); docs/sources.md S37",
     "wireguard": "WireGuard handshake initiation 148 B starting 01000000, response 92 B "
-                 "starting 02000000; openwrt/packages#30492; restrictions.md §3",
+                 "starting 02000000; openwrt/packages#30492; docs/sources.md S36",
     "quic-v1-initial": "UDP dport 443, payload >= 1001 B, version 00000001 at bytes 1-4 "
-                       "(long header); restrictions.md §3 (QUIC since 4 Mar 2022)",
-    "tls-sni": "TLS ClientHello server_name; IMC'21 Twitter throttling; restrictions.md §3",
+                       "(long header); docs/sources.md S32, S33 (QUIC since 4 Mar 2022)",
+    "tls-sni": "TLS ClientHello server_name; IMC'21 Twitter throttling; docs/sources.md S30",
     "bytes": "user-defined: bytes at offsets with an optional mask",
 }
 

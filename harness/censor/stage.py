@@ -16,7 +16,7 @@ Classifiers:
             exact, suffix (the name or any subdomain of it: `t.co` matches
             `t.co` and `x.t.co`, not `microsoft.com`), or substring (any name
             containing it: `t.co` also matches `microsoft.com`, the over-broad
-            rule the IMC'21 Twitter-throttling study observed, restrictions.md §3).
+            rule the IMC'21 Twitter-throttling study observed, docs/sources.md S30).
 """
 
 from __future__ import annotations

@@ -17,9 +17,6 @@ from harness.spec.impairment import Impairment
 from harness.spec.presets import impairments as preset_impairments
 from harness.spec.topology import Topology
 
-DETAIL_BACKEND = "link_backend"
-DETAIL_IMPAIRMENTS = "link_impairments"
-
 
 class LinkSetError(ValueError):
     pass
@@ -59,14 +56,16 @@ def backend_for(lab: LabNetwork, probe_host: LabHost | None = None) -> LinkBacke
     """The run's backend: recorded, or probed now (and recorded)."""
     from harness.link.userspace import UserspaceBackend  # needs the daemon's constants
 
-    recorded = lab.registry.state.details.get(DETAIL_BACKEND)
-    if recorded in ("netem", "userspace"):
-        name: BackendName = recorded
+    recorded = lab.registry.state.link_backend
+    name: BackendName
+    if recorded is not None:
+        name = recorded
         remember(lab.run_id, name)
     else:
         host = probe_host or next(iter(lab.hosts.values()))
         name = choose_backend(lab.run_id, host, lab.topology.link_backend)
-        lab.registry.set_status(lab.registry.state.status, **{DETAIL_BACKEND: name})
+        lab.registry.state.link_backend = name
+        lab.registry.save()
     return NetemBackend() if name == "netem" else UserspaceBackend(lab.registry)
 
 
@@ -118,7 +117,6 @@ def set_impairment(lab: LabNetwork, sender: str, receiver: str,
 
 
 def _record(lab: LabNetwork, applied: dict[str, str]) -> None:
-    current = dict(lab.registry.state.details.get(DETAIL_IMPAIRMENTS, {}))
-    current.update(applied)
-    lab.registry.set_status(lab.registry.state.status, **{DETAIL_IMPAIRMENTS: current})
+    lab.registry.state.link_impairments.update(applied)
+    lab.registry.save()
 

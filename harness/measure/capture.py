@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from harness.testbed import Lab
+from harness.netns.network import LabNetwork as Lab
 
 SNAPLEN = 256
 OPEN_TIMEOUT_S = 3.0

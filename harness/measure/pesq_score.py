@@ -57,6 +57,7 @@ signal scores under total loss.
 from __future__ import annotations
 
 import math
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -66,7 +67,7 @@ import pesq
 
 from harness.measure.speech import PESQ_RATE, Samples, read_wav, resample
 
-PesqStatus = Literal["ok", "silence-floor", "no-utterance", "too-short"]
+PesqStatus = Literal["ok", "silence-floor", "no-utterance", "too-short", "unreadable"]
 
 
 def p862_2_mos_lqo(raw: float) -> float:
@@ -112,14 +113,20 @@ def pesq_wb(reference_wav: Path, degraded_wav: Path,
     short to compare scores the floor as "too-short".
 
     A missing reference raises; a missing degraded file is total loss (the
-    recorder writes none when no frame arrives) and scores the floor."""
+    recorder writes none when no frame arrives) and scores the floor; so does
+    an unreadable one (status "unreadable": the recorder was killed)."""
     ref = load_16k(reference_wav)
     if ref.size < MIN_SCORED_S * PESQ_RATE:
         return _floor("too-short", f"reference is {ref.size / PESQ_RATE:.2f} s, "
                       f"under {MIN_SCORED_S:.1f} s")
     if not degraded_wav.exists():
         return _floor("silence-floor", f"no degraded file {degraded_wav.name}: nothing received")
-    deg = load_16k(degraded_wav)
+    try:
+        deg = load_16k(degraded_wav)
+    except (EOFError, wave.Error, ValueError) as exc:
+        # A recorder killed before it wrote its header (e.g. its peer crashed).
+        return _floor("unreadable", f"{degraded_wav.name} is not a readable WAV "
+                      f"({type(exc).__name__}: {exc}); nothing to score")
     if is_silent(deg, ref):
         return _floor("silence-floor", f"received audio is {_level_below_db(deg, ref):.0f} dB "
                       "under the reference: total loss")

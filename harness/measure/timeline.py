@@ -14,7 +14,7 @@ Sample = dict[str, Any]
 
 
 def per_second(sender: Sequence[Sample], receiver: Sequence[Sample], t0: float,
-               rtt_ms: float | None) -> list[dict[str, Any]]:
+               rtt_ms: float | None, frame_ms: float = 20.0) -> list[dict[str, Any]]:
     """One row per interval between the receiver's consecutive samples."""
     rows = []
     for before, after in zip(receiver, receiver[1:], strict=False):
@@ -27,7 +27,7 @@ def per_second(sender: Sequence[Sample], receiver: Sequence[Sample], t0: float,
             "received": received, "lost": lost,
             "jitter_ms": after.get("jitter_ms"),
             "bitrate_kbps": _bitrate(before, after, span),
-            "mos": _mos(received, lost, after.get("jitter_ms"), rtt_ms),
+            "mos": _mos(received, lost, after.get("jitter_ms"), rtt_ms, frame_ms),
         })
     return rows
 
@@ -56,11 +56,12 @@ def _bitrate(before: Sample, after: Sample, span: float) -> float | None:
 
 
 def _mos(received: int | None, lost: int | None, jitter_ms: float | None,
-         rtt_ms: float | None) -> float | None:
+         rtt_ms: float | None, frame_ms: float) -> float | None:
     if received is None or lost is None or received + lost == 0:
         return None
     loss_pct = 100.0 * lost / (received + lost)
-    quality = estimate_call_quality(loss_pct=loss_pct, jitter_ms=jitter_ms, rtt_ms=rtt_ms)
+    quality = estimate_call_quality(loss_pct=loss_pct, jitter_ms=jitter_ms, rtt_ms=rtt_ms,
+                                    frame_ms=frame_ms)
     return round(quality.mos, 2)
 
 

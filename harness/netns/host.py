@@ -8,13 +8,14 @@ recorded in the run's registry before anyone else can lose track of it.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from pyroute2 import NetNS
 
+from harness.netns.process import listening_ports
 from harness.netns.registry import Registry
 
 NSENTER = "nsenter"
@@ -70,3 +71,9 @@ class LabHost:
     def netlink(self) -> NetNS:
         """A pyroute2 netlink socket inside this host's namespace."""
         return NetNS(self.netns_path)
+
+    def listening_ports(self, pid: int, proto: str) -> Container[int]:
+        """The ports with a listening TCP (`proto` "tcp") or bound UDP ("udp")
+        socket in the namespace of `pid`, a process this host started: what
+        harness.netns.process.wait_listening probes for readiness."""
+        return listening_ports(pid, proto)

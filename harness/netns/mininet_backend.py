@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.netns.backend import HostCallback
+from harness.netns.host import LabHost
+from harness.netns.registry import Registry
 from harness.spec.topology import Topology
 
 try:
@@ -30,13 +33,14 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass
 class MininetLab:
-    """The Mininet objects of one lab, by topology host name."""
+    """The Mininet objects of one lab, by topology host name (a
+    harness.netns.backend.LabBackend)."""
 
     run_id: str
     net: Any = None
     nodes: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, topology: Topology, on_host: Any) -> None:
+    def build(self, topology: Topology, on_host: HostCallback) -> None:
         """Create every host (calling `on_host(name, pid)` as soon as each shell
         exists, so it is owned before anything can fail) and every link."""
         _require_mininet()
@@ -65,6 +69,10 @@ class MininetLab:
             node.terminate()
         self.nodes = {}
         self.net = None
+
+    def lab_host(self, name: str, role: str, pid: int, registry: Registry) -> LabHost:
+        """Programs run in a Mininet host through nsenter into its shell's namespace."""
+        return LabHost(name, role, pid, registry)
 
 
 def _next_interface(node: Any) -> str:

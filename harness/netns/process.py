@@ -4,7 +4,7 @@ sockets of the namespace that <pid> lives in, so no probe has to enter it."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Container, Iterable
 from pathlib import Path
 
 TCP_LISTEN = "0A"
@@ -26,14 +26,22 @@ def listening_ports(pid: int, proto: str) -> set[int]:
     return ports
 
 
-def wait_listening(pid: int, sockets: Iterable[tuple[str, int]],
-                   timeout_s: float) -> list[tuple[str, int]]:
-    """Wait until every (proto, port) is open; return the ones still missing."""
+# (pid, proto) -> the ports open in pid's namespace; LabHost.listening_ports
+# is one, and a fake host answers without real sockets.
+PortProbe = Callable[[int, str], Container[int]]
+
+
+def wait_listening(pid: int, sockets: Iterable[tuple[str, int]], timeout_s: float, *,
+                   probe: PortProbe = listening_ports,
+                   running: Callable[[], bool] | None = None) -> list[tuple[str, int]]:
+    """Wait until every (proto, port) is open; return the ones still missing.
+    With `running`, stop waiting as soon as it says the process has ended."""
     missing = list(sockets)
     deadline = time.monotonic() + timeout_s
     while missing and time.monotonic() < deadline:
-        missing = [(proto, port) for proto, port in missing
-                   if port not in listening_ports(pid, proto)]
+        missing = [(proto, port) for proto, port in missing if port not in probe(pid, proto)]
         if missing:
+            if running is not None and not running():
+                break
             time.sleep(0.05)
     return missing

@@ -17,7 +17,9 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Literal
+
+from harness.netns.directory import ServiceDirectory
 
 RUNS_ROOT = Path(os.environ.get("CALLWALL_STATE_DIR", "/run/callwall"))
 RUN_PREFIX = "cw"
@@ -66,7 +68,13 @@ class RunState:
     policy: str | None = None
     hosts: dict[str, OwnedProcess] = field(default_factory=dict)
     processes: list[OwnedProcess] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
+    # What the layers above recorded: the censor's tc devices, the link
+    # backend and the impairments on each direction ("a->b" -> description),
+    # and where the lab's services are.
+    tc_devices: list[str] = field(default_factory=list)
+    link_backend: Literal["netem", "userspace"] | None = None
+    link_impairments: dict[str, str] = field(default_factory=dict)
+    services: ServiceDirectory | None = None
 
     def owner_alive(self) -> bool:
         return process_start_ticks(self.owner_pid) == self.owner_start_ticks
@@ -97,6 +105,8 @@ class Registry:
         raw = json.loads((run_dir / STATE_FILE).read_text())
         raw["hosts"] = {k: OwnedProcess(**v) for k, v in raw["hosts"].items()}
         raw["processes"] = [OwnedProcess(**p) for p in raw["processes"]]
+        if raw.get("services") is not None:
+            raw["services"] = ServiceDirectory.from_dict(raw["services"])
         return cls(RunState(**raw), run_dir.parent)
 
     @staticmethod
@@ -162,9 +172,8 @@ class Registry:
         self.save()
         return owned
 
-    def set_status(self, status: str, **details: Any) -> None:
+    def set_status(self, status: str) -> None:
         self.state.status = status
-        self.state.details.update(details)
         self.save()
 
     def _owned(self, pid: int, host: str, what: str) -> OwnedProcess:

@@ -5,21 +5,32 @@ order of appearance). For each pair present in both runs: an outcome flip, a
 verdict flip, a MOS that moved by more than the threshold. A regression is an
 outcome that got worse (connects → degraded or fails, degraded → fails), a
 verdict that went pass → fail, or a MOS that dropped by more than the
-threshold. Calls present in one run only are listed, and are not regressions."""
+threshold. Calls present in one run only are listed, and are not regressions.
+
+``error`` (the call could not be judged: the harness or a tool broke) is no
+rung of the outcome ladder, and a flip to or from it is reported as such: a
+call that worked or passed in the old run and is an ``error`` in the new one
+is a regression (an error is never a pass, and hides whatever the call would
+have shown); a flip from ``error`` is listed with the reason the old run gave.
+A flip to or from ``skipped`` (the call was not placed: a tool is missing) is
+listed, and is not a regression."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.report.html import Call, Run, esc, load_run, page, strategy_order, verdict_class
+from harness.report.results import headline_reason
 
 DEFAULT_MOS_THRESHOLD = 0.5
 # Higher is better; an outcome not listed here is compared with nothing.
 OUTCOME_RANK = {"fails": 0, "degraded": 1, "connects": 2}
 # Floats from JSON: a drop of exactly the threshold is not "more than" it.
 EPSILON = 1e-9
+ERROR = "error"
+SKIPPED = "skipped"
 
 
 @dataclass(frozen=True, order=True)
@@ -41,6 +52,8 @@ class CallSummary:
     outcome: str
     verdict: str
     mos: float | None
+    # Why the judge said so (its first reason), for errors and skipped calls.
+    why: str = ""
 
 
 @dataclass(frozen=True)
@@ -55,9 +68,13 @@ class OutcomeFlip:
     key: CallKey
     old: str
     new: str
+    # The judge's reason on the error (or skipped) side of the flip; not compared.
+    why: str = field(default="", compare=False)
 
     @property
     def regression(self) -> bool:
+        if self.new == ERROR:  # a judged call that can no longer be judged
+            return self.old in OUTCOME_RANK
         old, new = OUTCOME_RANK.get(self.old), OUTCOME_RANK.get(self.new)
         return old is not None and new is not None and new < old
 
@@ -66,20 +83,29 @@ class OutcomeFlip:
         old, new = OUTCOME_RANK.get(self.old), OUTCOME_RANK.get(self.new)
         return old is not None and new is not None and new > old
 
+    @property
+    def error_flip(self) -> bool:
+        return ERROR in (self.old, self.new)
+
 
 @dataclass(frozen=True)
 class VerdictFlip:
     key: CallKey
     old: str
     new: str
+    why: str = field(default="", compare=False)
 
     @property
     def regression(self) -> bool:
-        return self.old == "pass" and self.new == "fail"
+        return self.old == "pass" and self.new in ("fail", ERROR)
 
     @property
     def improvement(self) -> bool:
-        return self.old == "fail" and self.new == "pass"
+        return self.old in ("fail", ERROR) and self.new == "pass"
+
+    @property
+    def error_flip(self) -> bool:
+        return ERROR in (self.old, self.new)
 
 
 @dataclass(frozen=True)
@@ -104,6 +130,8 @@ class RunRef:
     run_id: str
     topology: str
     calls: int
+    errors: int = 0
+    skipped: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,6 +162,17 @@ class Comparison:
     def changed_keys(self) -> set[CallKey]:
         return {c.key for c in self.changes}
 
+    @property
+    def new_errors(self) -> tuple[CallKey, ...]:
+        """Calls in both runs that the new run could not judge and the old one could."""
+        return tuple(p.key for p in self.pairs
+                     if p.new.verdict == ERROR and p.old.verdict != ERROR)
+
+    @property
+    def errors(self) -> tuple[int, int]:
+        """Calls that could not be judged in the old and in the new run (all calls)."""
+        return self.old.errors, self.new.errors
+
 
 def compare_runs(old_dir: Path, new_dir: Path,
                  mos_threshold: float = DEFAULT_MOS_THRESHOLD) -> Comparison:
@@ -148,9 +187,11 @@ def compare_runs(old_dir: Path, new_dir: Path,
         old, new = _summary(old_calls[key]), _summary(new_calls[key])
         pairs.append(Pair(key, old, new))
         if old.outcome != new.outcome:
-            outcomes.append(OutcomeFlip(key, old.outcome, new.outcome))
+            outcomes.append(OutcomeFlip(key, old.outcome, new.outcome,
+                                        _why(old, new, old.outcome, new.outcome)))
         if old.verdict != new.verdict:
-            verdicts.append(VerdictFlip(key, old.verdict, new.verdict))
+            verdicts.append(VerdictFlip(key, old.verdict, new.verdict,
+                                        _why(old, new, old.verdict, new.verdict)))
         if old.mos is not None and new.mos is not None \
                 and abs(new.mos - old.mos) > mos_threshold + EPSILON:
             shifts.append(MosShift(key, old.mos, new.mos, regression=new.mos < old.mos))
@@ -184,6 +225,8 @@ def render_text(comparison: Comparison) -> str:
     if only:
         lines += ["", *only]
     lines.append("")
+    if c.new_errors:
+        lines.append(_new_errors_line(c))
     lines.append(_summary_line(c))
     return "\n".join(lines)
 
@@ -196,13 +239,20 @@ def write_comparison_html(comparison: Comparison, path: Path) -> Path:
     verdict = ("<p class=\"lead\"><span class=\"badge fail\">regression</span> "
                if c.has_regression else "<p class=\"lead\"><span class=\"badge pass\">no "
                "regression</span> ") + f"{esc(_summary_line(c))}</p>"
-    runs = _table_html(("", "run", "directory", "topology", "calls"),
+    if c.new_errors:
+        verdict += (f"<p class=\"lead\"><span class=\"badge error\">error</span> "
+                    f"{esc(_new_errors_line(c))}</p>")
+    runs = _table_html(("", "run", "directory", "topology", "calls", "could not be judged",
+                        "skipped"),
                        [[("th", label), ("td", ref.run_id), ("td", str(ref.dir)),
-                         ("td", ref.topology or "—"), ("td", str(ref.calls))]
+                         ("td", ref.topology or "—"), ("td", str(ref.calls)),
+                         ("td", str(ref.errors)), ("td", str(ref.skipped))]
                         for label, ref in (("old", c.old), ("new", c.new))])
     change_rows = []
     for change in sorted(c.changes, key=lambda ch: (_order(ch.key), _kind_order(ch))):
         css = "fail" if change.regression else "pass" if change.improvement else "noexp"
+        if isinstance(change, OutcomeFlip | VerdictFlip) and change.error_flip:
+            css += " errorflip"
         change_rows.append(f"<tr class=\"{css}\"><td>{esc(_mark(change))}</td>"
                            f"<td>{esc(change.key.label)}</td><td>{esc(_what(change))}</td>"
                            f"<td>{esc(_change_text(change))}</td></tr>")
@@ -257,11 +307,24 @@ def _order(key: CallKey) -> tuple[str, tuple[int, str], int]:
 
 
 def _summary(call: Call) -> CallSummary:
-    return CallSummary(call.record.outcome, call.record.verdict, call.record.mos)
+    record = call.record
+    why = headline_reason(record) or record.error or ""
+    return CallSummary(record.outcome, record.verdict, record.mos, why)
+
+
+def _why(old: CallSummary, new: CallSummary, before: str, after: str) -> str:
+    """The reason on the error or skipped side of a flip (the new side first)."""
+    if after in (ERROR, SKIPPED):
+        return new.why
+    if before in (ERROR, SKIPPED):
+        return old.why
+    return ""
 
 
 def _ref(run: Run) -> RunRef:
-    return RunRef(run.dir, run.run_id, str(run.meta.get("topology") or ""), len(run.calls))
+    verdicts = [c.record.verdict for c in run.calls]
+    return RunRef(run.dir, run.run_id, str(run.meta.get("topology") or ""), len(run.calls),
+                  errors=verdicts.count(ERROR), skipped=verdicts.count(SKIPPED))
 
 
 def _kind_order(change: OutcomeFlip | VerdictFlip | MosShift) -> int:
@@ -281,14 +344,32 @@ def _mark(change: OutcomeFlip | VerdictFlip | MosShift) -> str:
 def _change_text(change: OutcomeFlip | VerdictFlip | MosShift) -> str:
     if isinstance(change, MosShift):
         return f"{change.old:.2f} → {change.new:.2f} ({change.delta:+.2f})"
-    return f"{change.old} → {change.new}"
+    text = f"{change.old} → {change.new}"
+    why = f": {change.why}" if change.why else ""
+    if change.new == ERROR:
+        return f"{text} (could not be judged in the new run{why})"
+    if change.old == ERROR:
+        return f"{text} (could not be judged in the old run{why})"
+    if change.new == SKIPPED:
+        return f"{text} (not placed in the new run{why})"
+    if change.old == SKIPPED:
+        return f"{text} (not placed in the old run{why})"
+    return text
+
+
+def _new_errors_line(c: Comparison) -> str:
+    keys = c.new_errors
+    calls = "1 call" if len(keys) == 1 else f"{len(keys)} calls"
+    return (f"{calls} could not be judged in the new run (error) where the old run judged "
+            f"them: " + ", ".join(k.label for k in keys))
 
 
 def _summary_line(c: Comparison) -> str:
     regressions = len(c.regressions)
     return (f"{_plural(len(c.pairs), 'call')} in both runs, {len(c.changed_keys)} changed; "
             f"{_plural(regressions, 'regression')}; "
-            f"{len(c.only_in_old)} only in old, {len(c.only_in_new)} only in new "
+            f"{len(c.only_in_old)} only in old, {len(c.only_in_new)} only in new; "
+            f"could not be judged: {c.old.errors} old, {c.new.errors} new "
             f"(MOS threshold {c.mos_threshold:g})")
 
 

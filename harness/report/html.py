@@ -1,9 +1,15 @@
 """results/<run>/report.html: one self-contained page per run.
 
-The policy × profile × strategy matrix (each cell coloured by its verdict), then a
-section per call (key figures, its timeline plot embedded as a data URI, the
-censor's rule counters, events, faults, links to its recordings and raw
-files), then the run's environment. No external CSS, script, font or image:
+The header counts verdicts, calls that could not be judged (``error``) and
+calls not placed (``skipped``) apart, and the basis of the expectations
+(report, mechanism, observed). Then the policy × profile × strategy matrix
+(each cell coloured by its verdict, showing its expectation's basis and the
+rules that decided it), the calls that could not be judged with their
+reasons, a section per call (the judgement: reasons, both peers' failures,
+deciding rules and what they counted; key figures, frames decoded against
+expected per direction, its timeline plot embedded as a data URI, the censor's
+rule counters, events, faults, links to its recordings and raw files), then
+the run's environment. No external CSS, script, font or image:
 the page works offline and without JavaScript.
 
 Everything comes from results.json; each call record is read leniently (any
@@ -24,9 +30,22 @@ from urllib.parse import quote
 
 from harness.measure.record import CallRecord, Direction
 from harness.report.plots import number, timeline_png
-from harness.report.results import expected_text, number_text, path_text
+from harness.report.results import (
+    Tally,
+    deciding_rules,
+    expectation_basis,
+    expectation_source,
+    expected_text,
+    headline_reason,
+    judgement_failures,
+    judgement_reasons,
+    number_text,
+    path_text,
+    tally,
+)
 from harness.spec.names import ALL_STRATEGIES as STRATEGIES
 from harness.spec.names import PROFILES
+from harness.spec.policy import LINK_CAUSE
 
 REPORT_NAME = "report.html"
 DASH = "—"
@@ -145,6 +164,7 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
         path=_text(raw.get("path")) or None,
         path_changes=[dict(c) for c in _list(raw.get("path_changes")) if isinstance(c, Mapping)],
         failure_detail=_text(raw.get("failure_detail")) or None,
+        tunnel_up_s=number(raw.get("tunnel_up_s")),
     )
     _copy_structured_fields(record, raw)
     return record
@@ -153,7 +173,7 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
 # Lists and mappings a record carries as they are (timelines, events, counters,
 # files, PESQ): copied when they have the right shape, else left empty.
 STRUCTURED_FIELDS = {"timeline": list, "timeline_reverse": list, "events": list,
-                     "censor_counters": list, "files": dict, "pesq": dict}
+                     "censor_counters": list, "files": dict, "pesq": dict, "judgement": dict}
 
 
 def _copy_structured_fields(record: CallRecord, raw: Mapping[str, Any]) -> None:
@@ -178,8 +198,15 @@ def strategy_order(strategy: str) -> tuple[int, str]:
     return (STRATEGIES.index(strategy) if strategy in STRATEGIES else len(STRATEGIES), strategy)
 
 
+# Verdicts with a colour of their own; any other (no-expectation, unknown) is "noexp".
+VERDICT_CLASSES = ("pass", "fail", "error", "skipped")
+# A cell holding several calls takes the colour of the first of these it holds.
+CELL_PRIORITY = ("fail", "error", "skipped", "noexp")
+VERDICT_MARKS = {"pass": "✓", "fail": "✗", "error": "⚠", "skipped": "⊘"}
+
+
 def verdict_class(verdict: str) -> str:
-    return verdict if verdict in ("pass", "fail") else "noexp"
+    return verdict if verdict in VERDICT_CLASSES else "noexp"
 
 
 # ---------------------------------------------------------------- the report
@@ -195,22 +222,38 @@ def write_report(run_dir: Path) -> Path:
 
 
 def render_report(run: Run) -> str:
-    passed = sum(c.record.verdict == "pass" for c in run.calls)
-    failed = sum(c.record.verdict == "fail" for c in run.calls)
-    summary = (f"{len(run.calls)} call{'s' if len(run.calls) != 1 else ''}: "
-               f"{passed} as expected, {failed} not as expected")
-    if len(run.calls) - passed - failed:
-        summary += f", {len(run.calls) - passed - failed} without an expectation"
+    counts = tally([c.record for c in run.calls])
     raw_links = [_link(run.dir, name, name) for name in ("results.json", "junit.xml")
                  if (run.dir / name).is_file()]
     header = (f"<header><h1>callwall run {esc(run.run_id)}</h1>"
               f"<p class=\"lead\">{esc(_describe_run(run.meta))}</p>"
-              f"<p class=\"lead\"><strong>{esc(summary)}</strong>"
-              + (f" · raw data: {' · '.join(raw_links)}" if raw_links else "")
-              + "</p><nav><a href=\"#matrix\">matrix</a> · <a href=\"#calls\">calls</a> · "
+              f"{_counts(counts)}"
+              + (f"<p class=\"lead\">raw data: {' · '.join(raw_links)}</p>" if raw_links else "")
+              + "<nav><a href=\"#matrix\">matrix</a> · <a href=\"#unjudged\">calls that could "
+                "not be judged</a> · <a href=\"#calls\">calls</a> · "
                 "<a href=\"#environment\">environment</a></nav></header>")
-    body = [header, _matrix(run), _calls(run), _environment(run.meta)]
+    body = [header, _matrix(run), _unjudged(run), _calls(run), _environment(run.meta)]
     return page(f"callwall run {run.run_id}", "\n".join(body))
+
+
+def _counts(counts: Tally) -> str:
+    """The run's counts, apart: verdicts, errors, skipped calls; then the bases
+    of the judged calls' expectations."""
+    errors = ("1 call could not be judged" if counts.errors == 1
+              else f"{counts.errors} calls could not be judged")
+    skipped = f"{counts.skipped} skipped" + (f" (missing {', '.join(counts.missing)})"
+                                             if counts.missing else "")
+    badges = [("pass", f"{counts.passed} as expected"),
+              ("fail", f"{counts.failed} not as expected"),
+              ("error", f"{errors} (error)"), ("skipped", skipped)]
+    if counts.no_expectation:
+        badges.append(("noexp", f"{counts.no_expectation} without an expectation"))
+    if counts.other:
+        badges.append(("noexp", f"{counts.other} with an unknown verdict"))
+    calls = f"{counts.total} call{'' if counts.total == 1 else 's'}: "
+    line = " ".join(f"<span class=\"badge {css}\">{esc(text)}</span>" for css, text in badges)
+    return (f"<p class=\"lead counts\"><strong>{esc(calls)}</strong>{line}</p>"
+            f"<p class=\"lead bases\">{esc(counts.bases_summary())}</p>")
 
 
 def _describe_run(meta: Mapping[str, Any]) -> str:
@@ -242,21 +285,25 @@ def _matrix(run: Run) -> str:
                 cells.append("<td class=\"cell notrun\"><span class=\"entry\">not run</span></td>")
                 continue
             verdicts = {verdict_class(c.record.verdict) for c in calls}
-            css = "fail" if "fail" in verdicts else "pass" if verdicts == {"pass"} else "noexp"
+            css = next((v for v in CELL_PRIORITY if v in verdicts), "pass")
             entries = "".join(_matrix_entry(c) for c in calls)
             cells.append(f"<td class=\"cell {css}\">{entries}</td>")
         rows.append(f"<tr><th scope=\"row\">{esc(policy)}</th>{''.join(cells)}</tr>")
     if not run.calls:
         table = "<p class=\"muted\">This run has no call records.</p>"
     else:
-        table = (f"<table class=\"matrix\"><thead><tr><th scope=\"col\">policy \\ profile, "
-                 "strategy</th>"
-                 f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+        table = (f"<div class=\"scroll\"><table class=\"matrix\"><thead><tr>"
+                 "<th scope=\"col\">policy \\ profile, strategy</th>"
+                 f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>")
     legend = ("<p class=\"legend\"><span class=\"swatch pass\"></span> as expected "
               "<span class=\"swatch fail\"></span> not as expected "
+              "<span class=\"swatch error\"></span> could not be judged (error) "
+              "<span class=\"swatch skipped\"></span> skipped (not placed) "
               "<span class=\"swatch noexp\"></span> no expectation "
               "<span class=\"swatch notrun\"></span> not run · outcome, E-model MOS, "
-              "PESQ MOS-LQO, setup time; the policy's expectation below</p>")
+              "PESQ MOS-LQO, setup time; the policy's expectation with its basis "
+              "[report: sources | mechanism | observed]; the rules that decided it, "
+              "with the packets each counted</p>")
     return (f"<section id=\"matrix\"><h2>Policy × profile × strategy</h2>{legend}{table}"
             "</section>")
 
@@ -264,14 +311,76 @@ def _matrix(run: Run) -> str:
 def _matrix_entry(call: Call) -> str:
     record = call.record
     css = verdict_class(record.verdict)
-    mark = {"pass": "✓", "fail": "✗"}.get(css, "–")
-    figures = (f"MOS {_fmt(record.mos, 2)} · PESQ {_pesq_short(call.raw)} · "
-               f"setup {_fmt(record.setup_s, 2, ' s')}")
+    mark = VERDICT_MARKS.get(css, "–")
+    if css == "skipped":
+        figures = "not placed: " + ("; ".join(judgement_reasons(record)) or "no reason recorded")
+    else:
+        figures = (f"MOS {_fmt(record.mos, 2)} · PESQ {_pesq_short(call.raw)} · "
+                   f"setup {_fmt(record.setup_s, 2, ' s')}")
+    outcome = ("" if record.outcome == record.verdict
+               else f" · <span class=\"outcome\">{esc(record.outcome)}</span>")
+    parts = [f"<span class=\"verdict\">{mark} {esc(record.verdict.replace('-', ' '))}</span>"
+             f"{outcome}",
+             f"<span class=\"figures\">{esc(figures)}</span>",
+             f"<span class=\"expected\">expected: {esc(_expectation_short(record))}</span>"]
+    measured = (record.expected or {}).get("measured")
+    if expectation_basis(record.expected) == "observed" and measured:
+        parts.append(f"<span class=\"measured\">measured: {esc(measured)}</span>")
+    decided = _decided_short(record)
+    if decided:
+        parts.append(f"<span class=\"decided\">decided by {esc(decided)}</span>")
+    why = headline_reason(record)
+    if css in ("fail", "error") and why:
+        parts.append(f"<span class=\"why\">{esc(why)}</span>")
     return (f"<a class=\"entry {css}\" href=\"#{call.anchor}\" data-call=\"{esc(call.anchor)}\">"
-            f"<span class=\"verdict\">{mark} {esc(record.verdict.replace('-', ' '))}</span> · "
-            f"<span class=\"outcome\">{esc(record.outcome)}</span>"
-            f"<span class=\"figures\">{esc(figures)}</span>"
-            f"<span class=\"expected\">expected: {esc(_expectation(record))}</span></a>")
+            f"{''.join(parts)}</a>")
+
+
+def _expectation_short(record: CallRecord) -> str:
+    """The expectation with its basis: "fails [mechanism]", "connects mos>=4.0
+    [report: rkn-2025]", "degraded [observed]" (the measurement on its own line)."""
+    if not record.expected:
+        return "none"
+    text = expected_text(record, basis=False)
+    basis = expectation_basis(record.expected)
+    if basis == "report":
+        source = expectation_source(record.expected)
+        return f"{text} [report: {source or 'no source'}]"
+    return f"{text} [{basis}]" if basis else f"{text} [basis not recorded]"
+
+
+def _decided_short(record: CallRecord) -> str:
+    """ "stun-to-relays=14 packets, link"; "" when the expectation names no cause."""
+    parts = [f"{rule}={_count(packets)} packets" for rule, packets, _ in deciding_rules(record)]
+    causes = (record.expected or {}).get("decided_by")
+    if isinstance(causes, list) and LINK_CAUSE in causes:
+        parts.append("link impairment")
+    return ", ".join(parts)
+
+
+def _unjudged(run: Run) -> str:
+    """Errors and skipped calls, apart from the verdicts, each with its reasons."""
+    calls = [c for c in run.calls if c.record.verdict in ("error", "skipped")]
+    title = "<h2>Calls that could not be judged</h2>"
+    if not calls:
+        return (f"<section id=\"unjudged\">{title}<p class=\"muted\">none: every call was "
+                "judged (no error, nothing skipped)</p></section>")
+    intro = ("<p class=\"legend\"><strong>error</strong>: the harness or a tool broke, so the "
+             "call says nothing about the censor (never a pass). <strong>skipped</strong>: the "
+             "call was not placed, because a tool it needs is missing.</p>")
+    rows = []
+    for call in calls:
+        record = call.record
+        css = verdict_class(record.verdict)
+        reasons = judgement_reasons(record) or [record.error or "no reason recorded"]
+        items = "".join(f"<li>{esc(r)}</li>" for r in reasons)
+        rows.append(f"<tr class=\"{css}\"><td><a href=\"#{call.anchor}\">{esc(call.title)}</a>"
+                    f"</td><td><span class=\"badge {css}\">{esc(record.verdict)}</span></td>"
+                    f"<td>{esc(_expectation_short(record))}</td>"
+                    f"<td><ul class=\"reasons\">{items}</ul></td></tr>")
+    table = ("<table class=\"unjudged\"><thead><tr><th>call</th><th>status</th><th>expected</th>"
+             f"<th>reasons</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return f"<section id=\"unjudged\">{title}{intro}{table}</section>"
 
 
 def _calls(run: Run) -> str:
@@ -288,10 +397,23 @@ def _call_section(run_dir: Path, call: Call) -> str:
     css = verdict_class(record.verdict)
     heading = (f"<h3>{esc(call.title)} <span class=\"badge {css}\">{esc(record.verdict)}</span>"
                f" <span class=\"muted\">{esc(record.outcome)}</span></h3>")
+    heading += _decided_line(record)
     if record.error:
-        heading += f"<p class=\"error\">error: {esc(record.error)}</p>"
+        tone = "errtext" if css in ("fail", "error") else "errtext muted"
+        heading += f"<p class=\"{tone}\">peer error: {esc(record.error)}</p>"
+    if css == "skipped":
+        parts = [heading, "<div class=\"panels\">",
+                 f"<div class=\"wide\"><h4>Judgement</h4>{_judgement(call)}</div>",
+                 f"<div><h4>Expectation</h4>{_expectation_table(record)}</div>", "</div>"]
+        return (f"<section class=\"call {css}\" id=\"{esc(call.anchor)}\">{''.join(parts)}"
+                "</section>")
     parts = [
         heading,
+        "<div class=\"panels\">",
+        f"<div class=\"wide\"><h4>Judgement</h4>{_judgement(call)}</div>",
+        f"<div><h4>Deciding rules</h4>{_deciding_table(call)}"
+        f"<h4>Failures of both peers</h4>{_failures_table(call)}</div>",
+        "</div>",
         "<div class=\"panels\">",
         f"<div class=\"wide\"><h4>Key figures</h4>{_key_figures(call)}</div>",
         f"<div><h4>Censor rule counters</h4>{_counters(raw)}<h4>Events</h4>{_events(raw)}</div>",
@@ -303,6 +425,111 @@ def _call_section(run_dir: Path, call: Call) -> str:
     return f"<section class=\"call {css}\" id=\"{esc(call.anchor)}\">{''.join(parts)}</section>"
 
 
+def _decided_line(record: CallRecord) -> str:
+    """Under a call's heading: the rules that decided its verdict and what each
+    counted (a negative expectation carries its cause), or, for a verdict that
+    is not a pass, its first reason."""
+    rules = deciding_rules(record)
+    parts = [f"{rule} counted {_count(packets)} packets ({_count(size)} bytes)"
+             for rule, packets, size in rules]
+    causes = (record.expected or {}).get("decided_by")
+    if isinstance(causes, list) and LINK_CAUSE in causes:
+        parts.append("link: the topology's link impairment")
+    text = ""
+    if parts:
+        text += (f"<p class=\"decided\"><strong>decided by</strong> {esc('; '.join(parts))}"
+                 "</p>")
+    why = headline_reason(record)
+    if record.verdict not in ("pass", "no-expectation") and why:
+        text += f"<p class=\"why {verdict_class(record.verdict)}\">{esc(why)}</p>"
+    return text
+
+
+def _judgement(call: Call) -> str:
+    """The judge's verdict, outcome and reasons."""
+    record = call.record
+    raw = call.raw.get("judgement")
+    if not isinstance(raw, Mapping):
+        return (f"<p>verdict <strong>{esc(record.verdict)}</strong>, outcome "
+                f"<strong>{esc(record.outcome)}</strong></p>"
+                f"<p class=\"muted\">reasons {NOT_RECORDED} (a record older than the judge's "
+                "evidence)</p>")
+    reasons = judgement_reasons(record)
+    items = ("<ul class=\"reasons\">" + "".join(f"<li>{esc(r)}</li>" for r in reasons) + "</ul>"
+             if reasons else "<p class=\"muted\">no reason given</p>")
+    return (f"<p>verdict <span class=\"badge {verdict_class(record.verdict)}\">"
+            f"{esc(record.verdict)}</span> · outcome <strong>{esc(record.outcome)}</strong> · "
+            f"expected <strong>{esc(_expectation_short(record))}</strong></p>{items}")
+
+
+def _deciding_table(call: Call) -> str:
+    """The expectation's decided_by rules and what each counted; a rule that
+    counted nothing is marked (it did not cause the call's fate)."""
+    record = call.record
+    if not isinstance(call.raw.get("judgement"), Mapping):
+        return f"<p class=\"muted\">{NOT_RECORDED}</p>"
+    rules = deciding_rules(record)
+    causes = (record.expected or {}).get("decided_by")
+    link = isinstance(causes, list) and LINK_CAUSE in causes
+    if not rules and not link:
+        why = ("a connects expectation names no cause" if (record.expected or {}).get(
+            "outcome") == "connects" else "none declared")
+        return f"<p class=\"muted\">{esc(why)}</p>"
+    rows = []
+    for rule, packets, size in rules:
+        css = " class=\"zero\"" if not packets else ""
+        rows.append(f"<tr{css}><td>{esc(rule)}</td><td class=\"num\">{_count(packets)}</td>"
+                    f"<td class=\"num\">{_count(size)}</td></tr>")
+    if link:
+        rows.append("<tr><td>link</td><td colspan=\"2\">the topology's link impairment</td>"
+                    "</tr>")
+    return ("<table class=\"deciding\"><thead><tr><th>rule</th><th>packets</th><th>bytes</th>"
+            f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _failures_table(call: Call) -> str:
+    if not isinstance(call.raw.get("judgement"), Mapping):
+        return f"<p class=\"muted\">{NOT_RECORDED}</p>"
+    failures = judgement_failures(call.record)
+    if not failures:
+        return "<p class=\"muted\">none</p>"
+    rows = [(_text(f.get("role")) or "?", _text(f.get("kind")) or "?",
+             _fmt(number(f.get("at_s")), 2, " s"),
+             DASH if not isinstance(f.get("after_media"), bool)
+             else ("yes" if f["after_media"] else "no")) for f in failures]
+    return _table(("peer", "kind", "at", "after media"), rows, numeric=(2,), nowrap=(1,))
+
+
+def _expectation_table(record: CallRecord) -> str:
+    expected = record.expected
+    if not expected:
+        return "<p class=\"muted\">none</p>"
+    return _table(("", ""), _expectation_rows(record), header=False)
+
+
+def _expectation_rows(record: CallRecord) -> list[tuple[str, str]]:
+    """The expectation, its basis (with its sources or its measurement), the
+    rules it names as its cause and the failure kinds it accepts."""
+    expected = record.expected or {}
+    basis = expectation_basis(expected)
+    if basis == "report":
+        basis_text = f"report (sources: {expectation_source(expected) or 'none given'})"
+    elif basis == "mechanism":
+        basis_text = "mechanism (derived from the rules alone)"
+    elif basis == "observed":
+        basis_text = f"observed (measured: {_text(expected.get('measured')) or 'not kept'})"
+    else:
+        basis_text = basis or NOT_RECORDED
+    rows = [("expected", expected_text(record, basis=False)), ("basis", basis_text)]
+    for key, label in (("decided_by", "decided by (declared)"), ("accepts", "accepts")):
+        value = expected.get(key)
+        if isinstance(value, list) and value:
+            rows.append((label, ", ".join(str(v) for v in value)))
+    if expected.get("why"):
+        rows.append(("why", _text(expected.get("why"))))
+    return rows
+
+
 def _key_figures(call: Call) -> str:
     record, raw = call.record, call.raw
     pair = record.selected_pair
@@ -312,12 +539,18 @@ def _key_figures(call: Call) -> str:
                  f"{esc(pair.get('remote_address', '?'))}</span>")
     packets = " / ".join(_count(v) for v in (record.packets_sent, record.packets_received,
                                              record.packets_lost))
+    expectation = ([(k, esc(v)) for k, v in _expectation_rows(record)] if record.expected
+                   else [("expected", "none")])
+    tunnel = (NOT_RECORDED if "tunnel_up_s" not in raw
+              else _fmt(record.tunnel_up_s, 2, " s (part of the setup time)")
+              if record.tunnel_up_s is not None else DASH)
     rows = [
         ("outcome", esc(record.outcome)),
-        ("expected", esc(_expectation(record))),
+        *expectation,
         ("verdict", esc(record.verdict)),
         ("selected path", path),
         ("setup time", esc(_fmt(record.setup_s, 2, " s"))),
+        ("tunnel up", esc(tunnel)),
         ("loss", esc(_fmt(record.loss_pct, 1, " %"))),
         ("jitter", esc(_fmt(record.jitter_ms, 1, " ms"))),
         ("RTT", esc(_fmt(record.rtt_ms, 1, " ms"))),
@@ -329,10 +562,6 @@ def _key_figures(call: Call) -> str:
     ]
     body = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<table class=\"figures\">{body}</table>"
-
-
-def _expectation(record: CallRecord) -> str:
-    return expected_text(record) if record.expected else "none"
 
 
 def _failure(raw: Mapping[str, Any]) -> str:
@@ -411,10 +640,24 @@ def _directions(directions: Sequence[Direction]) -> str:
         return ""
     rows = [(f"received by {d.receiver}", _count(d.packets_received), _count(d.packets_lost),
              _fmt(d.loss_pct, 1), _fmt(d.jitter_ms, 1), _fmt(d.bitrate_kbps, 1),
+             _frames(d), _fmt(d.window_s, 1, " s"),
              _fmt(d.mos, 2), _fmt(d.r_factor, 1)) for d in directions]
-    table = _table(("direction", "packets", "lost", "loss %", "jitter ms", "kbit/s", "MOS", "R"),
-                   rows, numeric=(1, 2, 3, 4, 5, 6, 7), nowrap=(0,), css="nowrap")
+    table = _table(("direction", "packets", "lost", "loss %", "jitter ms", "kbit/s",
+                    "frames decoded / expected", "media", "MOS", "R"),
+                   rows, numeric=(1, 2, 3, 4, 5, 6, 7, 8, 9), nowrap=(0,), css="nowrap")
     return f"<div class=\"fit\"><h4>Per direction</h4>{table}</div>"
+
+
+def _frames(direction: Direction) -> str:
+    """ "1480 / 1500 (98.7 %)": frames the receiver decoded against those a full
+    window carries at the sender's frame duration."""
+    got, expected = direction.frames_received, direction.frames_expected
+    if got is None and expected is None:
+        return DASH
+    text = f"{_count(got)} / {_count(expected)}"
+    if got is not None and expected:
+        text += f" ({100.0 * got / expected:.1f} %)"
+    return text
 
 
 def _faults(faults: Sequence[Mapping[str, Any]]) -> str:
@@ -501,9 +744,11 @@ def _environment(meta: Mapping[str, Any]) -> str:
         parts.append(f"<div><h4>Versions, backends, capabilities</h4>"
                      f"<p class=\"muted\">{NOT_RECORDED}</p></div>")
     else:
+        if env.get("commit"):
+            run_rows.append(("commit", _text(env.get("commit"))))
         if env.get("kernel") and env.get("kernel") != meta.get("kernel"):
             run_rows.append(("kernel (environment)", _text(env.get("kernel"))))
-            parts[0] = f"<div><h4>Run</h4>{_table(('', ''), run_rows, header=False)}</div>"
+        parts[0] = f"<div><h4>Run</h4>{_table(('', ''), run_rows, header=False)}</div>"
         for title, key in (("Versions", "versions"), ("Backends", "backends")):
             values = env.get(key)
             if isinstance(values, Mapping) and values:
@@ -555,6 +800,7 @@ th, td { border: 1px solid #d0d7de; padding: .3rem .6rem; text-align: left; vert
 th { background: #f6f8fa; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.figures th { white-space: nowrap; }
+div.scroll { overflow-x: auto; max-width: 100%; }
 table.matrix td.cell { padding: 0; min-width: 12rem; }
 table.matrix th[scope=row] { white-space: nowrap; }
 a.entry, span.entry { display: block; padding: .45rem .6rem; color: inherit;
@@ -569,12 +815,21 @@ a.entry:hover { outline: 2px solid #0b5cad; outline-offset: -2px; }
 .pass { background: #dff3e4; }
 .fail { background: #fbe1e1; }
 .noexp { background: #eef0f2; }
+.error { background: #ffe8c2; }
+.skipped { background: repeating-linear-gradient(135deg, #eef0f6 0 6px, #e1e5ef 6px 12px); }
 .notrun { background: #fafafa; color: #8c959f; }
 td.cell.pass { border-left: 5px solid #1e7b34; }
 td.cell.fail { border-left: 5px solid #b42318; }
 td.cell.noexp { border-left: 5px solid #8c959f; }
+td.cell.error { border-left: 5px solid #b35c00; }
+td.cell.skipped { border-left: 5px dashed #57606a; }
 .entry.pass .verdict { color: #1e7b34; }
 .entry.fail .verdict { color: #b42318; }
+.entry.error .verdict { color: #8a4600; }
+.entry.skipped .verdict { color: #57606a; }
+.entry .measured, .entry .decided, .entry .why { display: block; font-size: .8rem; }
+.entry .decided { color: #24292f; font-weight: 600; }
+.entry .why { color: #57606a; font-style: italic; }
 .swatch { display: inline-block; width: .9em; height: .9em; vertical-align: -.1em;
   border: 1px solid #d0d7de; margin-left: .6em; }
 .legend { font-size: .85rem; color: #57606a; }
@@ -583,12 +838,18 @@ td.cell.noexp { border-left: 5px solid #8c959f; }
 .badge.pass { background: #1e7b34; }
 .badge.fail { background: #b42318; }
 .badge.noexp { background: #6e7781; }
+.badge.error { background: #b35c00; }
+.badge.skipped { background: #57606a; }
+p.counts .badge { font-size: .85rem; padding: .1rem .5rem; margin-right: .3rem; }
 ul.index { columns: 3 16rem; padding-left: 1.2rem; }
 section.call { border: 1px solid #d0d7de; border-left-width: 6px; border-radius: 4px;
   padding: 1rem 1.2rem; margin: 1.2rem 0; background: #fff; }
 section.call.pass { border-left-color: #1e7b34; }
 section.call.fail { border-left-color: #b42318; }
 section.call.noexp { border-left-color: #8c959f; }
+section.call.error { border-left-color: #b35c00; background: #fff; }
+section.call.skipped { border-left-color: #57606a; border-left-style: dashed;
+  background: #fff; }
 .columns { display: flex; flex-wrap: wrap; gap: 0 2.5rem; }
 .columns > div { min-width: 18rem; }
 .panels { display: flex; flex-wrap: wrap; gap: 0 2rem; }
@@ -601,7 +862,15 @@ table.figures { width: 100%; }
 .muted, .note { color: #6e7781; }
 .note { font-style: italic; border: 1px dashed #d0d7de; padding: .6rem .8rem;
   display: inline-block; margin: 0; }
-.error { color: #b42318; margin: 0 0 .4rem; }
+.errtext { color: #b42318; margin: 0 0 .4rem; }
+.errtext.muted { color: #6e7781; }
+tr.errorflip td:nth-child(4) { font-weight: 600; }
+p.decided { margin: 0 0 .3rem; }
+p.why { margin: 0 0 .4rem; padding: .2rem .5rem; display: inline-block; border-radius: 3px; }
+ul.reasons { margin: .2rem 0; padding-left: 1.2rem; }
+table.deciding tr.zero td { color: #b42318; font-weight: 600; }
+table.unjudged td { vertical-align: top; }
+table.unjudged ul.reasons { margin: 0; }
 figure { margin: 0; }
 img.timeline { max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { font-size: .8rem; color: #57606a; }
@@ -744,4 +1013,7 @@ def _direction(raw: Mapping[str, Any]) -> Direction:
                      packets_lost=_int(raw.get("packets_lost")),
                      loss_pct=number(raw.get("loss_pct")), jitter_ms=number(raw.get("jitter_ms")),
                      bitrate_kbps=number(raw.get("bitrate_kbps")), mos=number(raw.get("mos")),
-                     r_factor=number(raw.get("r_factor")))
+                     r_factor=number(raw.get("r_factor")),
+                     frames_received=_int(raw.get("frames_received")),
+                     frames_expected=_int(raw.get("frames_expected")),
+                     window_s=number(raw.get("window_s")))

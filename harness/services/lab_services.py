@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.netns.directory import ServiceDirectory
 from harness.netns.host import LabHost
 from harness.netns.network import LabNetwork
 from harness.netns.process import wait_listening
-from harness.services.certs import issue_run_certificates
-from harness.services.directory import ServiceDirectory
+from harness.services.pki import issue_run_certificates
 from harness.services.turn import TurnServerConfig, generate_credentials, turnserver_argv
 
 TURN_PORT = 3478
@@ -90,6 +90,26 @@ def start_service(lab: LabNetwork, services: ServiceDirectory, what: str) -> Non
         raise ValueError(f"unknown service {what!r}; services are: {', '.join(SERVICES)}")
 
 
+def expected_services(lab: LabNetwork) -> list[str]:
+    """Every service this lab runs: the relay, STUN and signalling, and the
+    app relays whose hosts the topology has."""
+    return [*SERVICES, *(what for what, name in APP_RELAY_HOSTS.items()
+                         if name in lab.topology.hosts)]
+
+
+def restore_services(lab: LabNetwork, services: ServiceDirectory) -> list[str]:
+    """Start again, as configured, every service of the lab that is not
+    running (its dead records dropped first); returns what was restarted.
+    ServiceStartError when one does not come back."""
+    restarted = []
+    for what in expected_services(lab):
+        if not lab.registry.running(what):
+            lab.registry.stop(what)  # drop dead records
+            start_service(lab, services, what)
+            restarted.append(what)
+    return restarted
+
+
 def _services_root(lab: LabNetwork) -> Path:
     return lab.registry.files / "services"
 
@@ -153,7 +173,8 @@ def _start_app_relay(lab: LabNetwork, what: str) -> None:
 
 def _await_sockets(host: LabHost, proc: subprocess.Popen[bytes], what: str,
                    sockets: Sequence[tuple[str, int]], logs: Sequence[Path]) -> None:
-    missing = wait_listening(proc.pid, sockets, READY_TIMEOUT_S)
+    missing = wait_listening(proc.pid, sockets, READY_TIMEOUT_S, probe=host.listening_ports,
+                             running=lambda: proc.poll() is None)
     if proc.poll() is not None:
         raise ServiceStartError(f"{what} in {host.name} exited with {proc.returncode}"
                                 f"{_log_tail(logs)}")

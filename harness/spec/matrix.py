@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.spec.names import ALL_STRATEGIES, ANY, ICE_STRATEGIES, PROFILES
+from harness.spec.names import ANY, PROFILES, unplaceable
 from harness.spec.policy import Policy
 from harness.spec.schema import (
     Located,
@@ -22,16 +22,6 @@ from harness.spec.schema import (
     parse_dataclass,
     shorten,
 )
-
-# Which strategies each profile can be placed with (harness.calls.place
-# refuses the others): the app profiles bring their own path ladder, so their
-# plain strategy is `direct`; shadowsocks forwards a port to the TURN relay,
-# which only the webrtc client uses.
-APP_STRATEGIES: tuple[str, ...] = ("direct",) + tuple(
-    s for s in ALL_STRATEGIES if s not in ICE_STRATEGIES and s != "shadowsocks")
-PLACEABLE: dict[str, tuple[str, ...]] = {
-    profile: (ALL_STRATEGIES if profile == "webrtc" else APP_STRATEGIES) for profile in PROFILES
-}
 
 
 @dataclass(frozen=True)
@@ -109,7 +99,6 @@ def _check_calls(matrix: Matrix, loc: Located) -> None:
                 raise where.error(f"unknown profile {profile!r}; profiles are: "
                                   f"{', '.join(PROFILES)}")
             for position, strategy in enumerate(strategies):
-                if strategy not in PLACEABLE[profile]:
-                    raise locate(where, position).error(
-                        f"profile {profile} cannot be placed with {strategy!r}; it takes: "
-                        f"{', '.join(PLACEABLE[profile])}")
+                why = unplaceable(profile, strategy)
+                if why is not None:
+                    raise locate(where, position).error(why)

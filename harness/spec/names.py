@@ -1,16 +1,94 @@
 """The vocabulary that specs, the matrix and the command line share: call
-profiles (which client places the call) and strategies (how it tries to get
-through). Defined once here; the modules that implement them import these."""
+profiles (which client places the call), strategies (how it tries to get
+through) and the two call roles. Defined once here, as enums; the tuples are
+their values in declaration order, for argparse choices and messages."""
 
 from __future__ import annotations
 
-# aiortc WebRTC, and clients that speak what research reports of each app's wire format.
-PROFILES: tuple[str, ...] = ("webrtc", "signal-like", "whatsapp-like", "telegram-like")
-# How the webrtc client gathers candidates (harness.calls.strategies).
-ICE_STRATEGIES: tuple[str, ...] = ("direct", "turn-udp", "turn-tcp", "turn-tls-443")
-# Circumvention tools that carry a call (harness.tunnels).
-TUNNEL_STRATEGIES: tuple[str, ...] = ("wireguard", "openvpn-udp", "openvpn-tcp", "shadowsocks",
-                                      "junk-obfuscation", "split-route")
-ALL_STRATEGIES: tuple[str, ...] = ICE_STRATEGIES + TUNNEL_STRATEGIES
+from enum import StrEnum
+
+
+class Profile(StrEnum):
+    """Which client places the call: the aiortc WebRTC peer, or a client that
+    speaks what research reports of one app's wire format."""
+
+    WEBRTC = "webrtc"
+    SIGNAL_LIKE = "signal-like"
+    WHATSAPP_LIKE = "whatsapp-like"
+    TELEGRAM_LIKE = "telegram-like"
+
+
+class Strategy(StrEnum):
+    """How a call tries to get through: an ICE strategy of the webrtc client
+    (harness.calls.strategies), or a circumvention tool that carries the call
+    (harness.tunnels)."""
+
+    DIRECT = "direct"
+    TURN_UDP = "turn-udp"
+    TURN_TCP = "turn-tcp"
+    TURN_TLS_443 = "turn-tls-443"
+    WIREGUARD = "wireguard"
+    OPENVPN_UDP = "openvpn-udp"
+    OPENVPN_TCP = "openvpn-tcp"
+    SHADOWSOCKS = "shadowsocks"
+    JUNK_OBFUSCATION = "junk-obfuscation"
+    SPLIT_ROUTE = "split-route"
+
+
+class Role(StrEnum):
+    """The two ends of a call. The callee starts first, so it is listed first."""
+
+    CALLEE = "callee"
+    CALLER = "caller"
+
+
+PROFILES: tuple[str, ...] = tuple(p.value for p in Profile)
+ICE_STRATEGIES: tuple[str, ...] = (Strategy.DIRECT, Strategy.TURN_UDP, Strategy.TURN_TCP,
+                                   Strategy.TURN_TLS_443)
+TUNNEL_STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy if s not in ICE_STRATEGIES)
+ALL_STRATEGIES: tuple[str, ...] = tuple(s.value for s in Strategy)
+# Which strategies each profile can be placed with: the app-like profiles bring
+# their own path ladder, so their plain strategy is `direct`; shadowsocks
+# forwards one UDP port to the TURN relay, which only the webrtc client uses.
+APP_STRATEGIES: tuple[str, ...] = (Strategy.DIRECT,) + tuple(
+    s for s in TUNNEL_STRATEGIES if s != Strategy.SHADOWSOCKS)
+PLACEABLE: dict[str, tuple[str, ...]] = {
+    p.value: ALL_STRATEGIES if p == Profile.WEBRTC else APP_STRATEGIES for p in Profile}
+
+
+def unplaceable(profile: str, strategy: str) -> str | None:
+    """Why `profile` cannot be placed with `strategy`, or None if it can."""
+    if profile not in PLACEABLE:
+        return f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}"
+    if strategy not in ALL_STRATEGIES:
+        return f"unknown strategy {strategy!r}; strategies are: {', '.join(ALL_STRATEGIES)}"
+    if strategy not in PLACEABLE[profile]:
+        return (f"profile {profile} cannot be placed with {strategy!r}; it takes: "
+                f"{', '.join(PLACEABLE[profile])}")
+    return None
+
+
+# Both roles, in the order the harness starts them.
+ROLES: tuple[Role, ...] = (Role.CALLEE, Role.CALLER)
 # In a matrix's list of policies, it stands for every shipped policy.
 ANY = "*"
+
+# One line each, for `callwall list profiles|strategies`.
+PROFILE_DESCRIPTIONS: dict[str, str] = {
+    "webrtc": "aiortc WebRTC peer: ICE (STUN, TURN), DTLS-SRTP, Opus",
+    "signal-like": "Signal-like: aiortc over UDP first, then TURN over TLS 443",
+    "whatsapp-like": "WhatsApp-like: STUN-dialect allocate at a UDP relay, relay only",
+    "telegram-like": "Telegram-like: P2P, then UDP reflectors (596-599, 1400), then TCP 443",
+}
+STRATEGY_DESCRIPTIONS: dict[str, str] = {
+    "direct": "ICE with host and server-reflexive (STUN) candidates, no relay",
+    "turn-udp": "relay-only ICE through TURN over UDP 3478",
+    "turn-tcp": "relay-only ICE through TURN over TCP 3478",
+    "turn-tls-443": "relay-only ICE through TURN over TLS on 443",
+    "wireguard": "tunnel: WireGuard (wireguard-go) to the VPN exit, everything through it",
+    "openvpn-udp": "tunnel: OpenVPN over UDP to the VPN exit",
+    "openvpn-tcp": "tunnel: OpenVPN over TCP to the VPN exit",
+    "shadowsocks": "tunnel: shadowsocks UDP relay carrying TURN-UDP to the relay",
+    "junk-obfuscation": "tunnel: WireGuard behind an AmneziaWG-style junk/padding shim",
+    "split-route": "tunnel: WireGuard for the relay and STUN prefixes only (TURN-UDP)",
+}

@@ -369,25 +369,58 @@ class RuleOverride:
 
 @dataclass(frozen=True)
 class Expectation:
-    """What a call with one strategy should show under this policy.
-    connects: media flows (and MOS >= min_mos if given); degraded: media flows
-    but MOS < max_mos; fails: no media."""
+    """What a call with one profile and strategy should show under this policy.
+
+    - ``connects``: the whole call worked (harness.measure.verdict says what
+      that takes), with MOS >= ``min_mos`` if given;
+    - ``degraded``: media flowed for the whole window but the call sounds
+      broken: MOS under the one bound every cell shares (DEGRADED_BELOW_MOS),
+      or audio lost;
+    - ``fails``: no usable call: it never set up, or it dropped.
+
+    A negative expectation names its cause: ``decided_by`` lists the ids of the
+    policy's rules of which at least one must have counted packets of this
+    call (``link`` stands for a link impairment of the topology), and
+    ``accepts`` narrows the failure kinds that count (empty: any failure the
+    network can cause). ``basis`` says where the expectation comes from:
+    ``report`` (a public report; ``source`` names it), ``mechanism`` (derived
+    from the rules alone) or ``observed`` (taken from a measurement, which
+    ``measured`` keeps: allowed only where the mechanism cannot decide)."""
 
     outcome: Literal["connects", "fails", "degraded"]
+    basis: Literal["report", "mechanism", "observed"]
     min_mos: float | None = None
-    max_mos: float | None = None
+    decided_by: list[str] = field(default_factory=list)
+    accepts: list[str] = field(default_factory=list)
+    source: str = ""
+    measured: str = ""
     why: str = ""
 
     def __post_init__(self) -> None:
-        if self.outcome == "degraded" and self.max_mos is None:
-            raise ValueError("a degraded expectation needs max_mos")
         if self.outcome != "connects" and self.min_mos is not None:
             raise ValueError("min_mos only goes with outcome connects")
-        if self.outcome != "degraded" and self.max_mos is not None:
-            raise ValueError("max_mos only goes with outcome degraded")
-        for bound in (self.min_mos, self.max_mos):
-            if bound is not None and not 1.0 <= bound <= 5.0:
-                raise ValueError("MOS bounds lie between 1.0 and 5.0")
+        if self.min_mos is not None and not 1.0 <= self.min_mos <= 5.0:
+            raise ValueError("MOS bounds lie between 1.0 and 5.0")
+        if self.outcome == "connects" and (self.decided_by or self.accepts):
+            raise ValueError("decided_by and accepts go with fails and degraded only")
+        if self.outcome != "connects" and not self.decided_by:
+            raise ValueError(f"a {self.outcome} expectation needs decided_by: the ids of the "
+                             "rules that cause it (or 'link' for a link impairment)")
+        if self.outcome != "fails" and self.accepts:
+            raise ValueError("accepts (failure kinds) goes with outcome fails only")
+        if self.basis == "report" and not self.source.strip():
+            raise ValueError("basis report needs source: which report says so")
+        if self.basis == "observed" and not self.measured.strip():
+            raise ValueError("basis observed needs measured: the measurement it was "
+                             "taken from (run, figures)")
+        if self.basis != "observed" and self.measured:
+            raise ValueError("measured goes with basis observed only")
+
+
+# A decided_by entry that names the topology's link impairments, not a rule.
+LINK_CAUSE = "link"
+# In an allowlist policy, the final rule that drops whatever no rule allowed.
+DEFAULT_DENY = "default-deny"
 
 
 def check_include(value: str) -> None:
@@ -457,15 +490,26 @@ def validate_policy(policy: Policy, loc: Located, known_sets: Collection[str] | 
 
 
 def _check_expectations(policy: Policy, loc: Located) -> None:
+    rule_ids = {rule.id for rule in policy.rules}
     for profile, by_strategy in policy.expect.items():
         if profile not in PROFILES:
             raise locate(loc, "expect", profile).error(
                 f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}")
-        for strategy in by_strategy:
+        for strategy, expectation in by_strategy.items():
             if strategy not in ALL_STRATEGIES:
                 raise locate(loc, "expect", profile, strategy).error(
                     f"unknown strategy {strategy!r}; strategies are: "
                     f"{', '.join(ALL_STRATEGIES)}")
+            causes = rule_ids | {LINK_CAUSE} | (
+                {DEFAULT_DENY} if policy.mode == "allowlist" else set())
+            for index, cause in enumerate(expectation.decided_by):
+                if cause not in causes:
+                    known = ", ".join(sorted(rule_ids)) or "none"
+                    deny = f", {DEFAULT_DENY!r} for the allowlist's default deny" \
+                        if policy.mode == "allowlist" else ""
+                    raise locate(loc, "expect", profile, strategy, "decided_by", index).error(
+                        f"{shorten(repr(cause))} is not a rule of this policy (rules: {known}; "
+                        f"or {LINK_CAUSE!r} for a link impairment{deny})")
 
 
 def _check_rule_sets(rule: Rule, loc: Located, known_sets: Collection[str]) -> None:

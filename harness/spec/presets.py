@@ -16,7 +16,7 @@ from harness import paths
 from harness.spec.impairment import Impairment
 from harness.spec.schema import check_name, load_yaml_node, locate, parse_dataclass
 
-PRESETS_FILE = paths.TOPOLOGIES / "presets" / "link-presets.yaml"
+PRESETS_FILE = paths.LINK_PRESETS
 
 
 def _check_texts(values: list[str]) -> None:

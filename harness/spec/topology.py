@@ -180,6 +180,10 @@ class Topology:
     def hosts_with_role(self, role: str) -> list[str]:
         return [name for name, spec in self.hosts.items() if spec.role == role]
 
+    def impairs_links(self) -> bool:
+        """Whether any link direction carries an impairment."""
+        return any(link.impair is not None for link in self.links)
+
     def host_with_role(self, role: str) -> str:
         (name,) = self.hosts_with_role(role)
         return name

@@ -37,8 +37,26 @@ INNER_STRATEGIES: dict[str, str] = {
     "split-route": "turn-udp",
 }
 
-__all__ = ["TUNNEL_STRATEGIES", "Tunnel", "TunnelError", "inner_strategy", "make_tunnel",
-           "open_tunnel"]
+# The programs each tunnel runs, with the Debian package that has them.
+_WIREGUARD = (("wireguard-go", "wireguard-go"), ("wg", "wireguard-tools"))
+TOOLS: dict[str, tuple[tuple[str, str], ...]] = {
+    "wireguard": _WIREGUARD,
+    "split-route": _WIREGUARD,
+    "junk-obfuscation": _WIREGUARD,
+    "openvpn-udp": (("openvpn", "openvpn"),),
+    "openvpn-tcp": (("openvpn", "openvpn"),),
+    "shadowsocks": (("ss-server", "shadowsocks-libev"), ("ss-tunnel", "shadowsocks-libev")),
+}
+
+__all__ = ["TOOLS", "TUNNEL_STRATEGIES", "Tunnel", "TunnelError", "inner_strategy",
+           "make_tunnel", "missing_tools", "open_tunnel"]
+
+
+def missing_tools(strategy: str) -> list[str]:
+    """The programs `strategy` needs that this machine lacks, each as
+    'program (Debian package P)'; empty for a strategy that is no tunnel."""
+    return [f"{binary} (Debian package {package})" for binary, package in TOOLS.get(strategy, ())
+            if shutil.which(binary) is None]
 
 
 def inner_strategy(strategy: str) -> str:

@@ -6,7 +6,7 @@ endpoint is the shim's local port) and the server shim on the VPN host (it
 forwards to wireguard-go's port there). Each shim obfuscates what its
 WireGuard sends and undoes what arrives from the other shim.
 
-What it mimics (AmneziaWG 1.x, restrictions.md §4 notes):
+What it mimics (AmneziaWG 1.x, docs/sources.md S36, S42):
 - Jc junk datagrams of Jmin..Jmax random bytes sent before every handshake
   initiation;
 - S1 random bytes prepended to the 148-byte handshake initiation, S2 to the
@@ -37,6 +37,17 @@ import socket
 import struct
 import sys
 from dataclasses import astuple, dataclass
+from pathlib import Path
+
+# wireguard.py runs this file by path, so that harness.tunnels (mininet,
+# pyroute2...) is never imported; sys.path then holds this directory, not the
+# tree's root. Put the root there, so the one import below comes from this
+# same tree whether or not (and wherever) callwall is installed. It imports
+# only the standard library (harness/__init__, harness/netns/__init__, endpoint).
+if not __package__:
+    sys.path.insert(1, str(Path(__file__).resolve().parents[2]))
+
+from harness.netns.endpoint import Endpoint  # noqa: E402
 
 INITIATION, RESPONSE, COOKIE_REPLY, TRANSPORT = 1, 2, 3, 4
 INITIATION_SIZE, RESPONSE_SIZE, COOKIE_REPLY_SIZE = 148, 92, 64
@@ -145,11 +156,12 @@ def _typed(kind: int, rest: bytes) -> bytes:
     return struct.pack("<I", kind) + rest
 
 
-def _endpoint(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"expected IP:PORT, got {text!r}")
-    return host, int(port)
+def _address(text: str) -> tuple[str, int]:
+    """IP:PORT through Endpoint.parse, its message as argparse's error."""
+    try:
+        return Endpoint.parse(text).as_tuple()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class ClientShim:
@@ -236,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("side", choices=("client", "server"))
-    parser.add_argument("--listen", required=True, type=_endpoint)
-    parser.add_argument("--forward", required=True, type=_endpoint)
+    parser.add_argument("--listen", required=True, type=_address)
+    parser.add_argument("--forward", required=True, type=_address)
     parser.add_argument("--params", required=True, type=JunkParams.from_arg)
     args = parser.parse_args(argv)
     codec = JunkCodec(args.params)

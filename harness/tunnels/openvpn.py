@@ -2,7 +2,7 @@
 
 The server runs on the VPN host, the client on the caller, each with a TUN
 interface of a per-run name and certificates from a per-tunnel CA
-(harness.tunnels.pki). Point-to-point mode (`ifconfig local remote`, no
+(harness.services.pki). Point-to-point mode (`ifconfig local remote`, no
 `server`/`pull`) keeps it to one client and lets OpenVPN open and address
 its TUN at start; the routes (everything but the server's own address) are
 the harness's, added with pyroute2 as for WireGuard. This kernel has no
@@ -16,10 +16,10 @@ from ipaddress import IPv4Interface
 from pathlib import Path
 
 from harness.netns.host import LabHost
+from harness.services.pki import TunnelPki, issue_tunnel_pki
 from harness.testbed import Lab
 from harness.tunnels.base import TunnelError, TunnelledEndpoints
 from harness.tunnels.naming import TunnelNames, next_tunnel_names
-from harness.tunnels.pki import TunnelPki, issue_tunnel_pki
 from harness.tunnels.plumbing import Plumbing, Started, link_exists
 from harness.tunnels.routing import (
     FULL_TUNNEL,

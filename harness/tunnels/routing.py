@@ -22,8 +22,8 @@ from harness.tunnels.base import TunnelError
 from harness.tunnels.plumbing import Plumbing
 
 FULL_TUNNEL: tuple[str, ...] = ("0.0.0.0/1", "128.0.0.0/1")
-# Which topology sets split-routing sends through the tunnel (restrictions.md
-# §4: "split-routing only Telegram/Meta prefixes through a proxy: works").
+# Which topology sets split-routing sends through the tunnel (docs/sources.md
+# S14: routing only the Telegram and Meta prefixes through a proxy worked).
 SPLIT_ROUTE_SETS: tuple[str, ...] = ("relays", "whatsapp-relays", "telegram-relays",
                                      "stun-servers")
 

@@ -1,5 +1,6 @@
-"""Shared pieces of the censor calibration tests: a lab per module, the test
-policies under tests/calibration/policies/, and small statistics.
+"""Shared pieces of the censor calibration tests: the test policies under
+tests/calibration/policies/, and small statistics. (Their lab is the `lab`
+fixture of callwall's pytest plugin, one per module.)
 
 Every figure is measured with real packets through the censor host (the
 generators of harness.measure.traffic), never read back from the ruleset."""
@@ -8,30 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from harness import paths
 from harness.censor.counters import RuleCounter, read_counters
-from harness.netns.capabilities import missing_lab_capabilities
 from harness.spec.policy import Policy, load_policy
 from harness.testbed import Lab
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
-
-needs_lab = pytest.mark.skipif(bool(missing_lab_capabilities()),
-                               reason="needs " + "; ".join(missing_lab_capabilities()))
-
-
-def lab_fixture() -> Iterator[Lab]:
-    """The body of a module-scoped `lab` fixture (as in tests/integration)."""
-    with Lab.create(paths.topology_path(paths.DEFAULT_TOPOLOGY)) as running:
-        running.up()
-        yield running
-    assert not running.registry.dir.exists()
 
 
 def calibration_policy(name: str, lab: Lab) -> Policy:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import struct
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -23,21 +22,14 @@ from harness.measure.traffic.udp import TRAILER, Signature
 from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
-    lab_fixture,
-    needs_lab,
     packets_counted,
     with_rule,
 )
 from tests.calibration.conftest import Level, calibration_level
 
-pytestmark = needs_lab
+pytestmark = pytest.mark.root  # `lab` is callwall's plugin fixture
 COOKIE = bytes.fromhex("2112a442")
 STUN_BINDING = struct.pack("!HH", 0x0001, 0) + COOKIE + bytes(range(12))
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from lab_fixture()
 
 
 @pytest.mark.parametrize("first_n", (3,) if calibration_level() == "short" else (1, 3, 5))
@@ -50,7 +42,7 @@ def test_first_n_is_exact(lab: Lab, first_n: int) -> None:
     lab.apply_policy(policy)
     flows = first_n + 1
     at_by_flow = tuple((flow, flow + 1) for flow in range(flows))
-    result = udp_upstream(lab, "caller", "relay", 42100, flows=flows, pps=20, size=60,
+    result = udp_upstream(lab.network, "caller", "relay", 42100, flows=flows, pps=20, size=60,
                           seconds=1.5, signature=Signature(STUN_BINDING, at_by_flow=at_by_flow))
     for flow, at in at_by_flow:
         got = result[flow]
@@ -72,12 +64,12 @@ def test_verdict_lasts_verdict_s_then_lapses(lab: Lab, level: Level) -> None:
     it is not classified again. The sink sees which packets arrived."""
     verdict_s = 2 if level == "short" else 6
     lab.apply_policy(with_rule(calibration_policy("calib-first-n", lab), verdict_s=verdict_s))
-    sink = start_udp_sink(lab, "relay", 42101, seconds=2 * verdict_s + 6)
+    sink = start_udp_sink(lab.network, "relay", 42101, seconds=2 * verdict_s + 6)
 
     def phase(first_seq: int, head: bytes) -> float:
         payloads = [head + bytes(24) + TRAILER.pack(0, seq)
                     for seq in range(first_seq, first_seq + 3)]
-        udp_packets(lab, "caller", "relay", 42101, payloads, source_port=42999)
+        udp_packets(lab.network, "caller", "relay", 42101, payloads, source_port=42999)
         return time.monotonic()
 
     classified = phase(1, STUN_BINDING)
@@ -170,9 +162,9 @@ def test_kernel_classifier_matches_format_not_near_miss(lab: Lab, rule: str) -> 
     port, hits, misses = CASES[rule]
     for index, packet in enumerate(hits):
         before = _classified(lab, rule)
-        udp_packets(lab, "caller", "relay", port, [packet])
+        udp_packets(lab.network, "caller", "relay", port, [packet])
         assert _classified(lab, rule) == before + 1, f"{rule}: match {index} not classified"
     for index, packet in enumerate(misses):
         before = _classified(lab, rule)
-        udp_packets(lab, "caller", "relay", port, [packet])
+        udp_packets(lab.network, "caller", "relay", port, [packet])
         assert _classified(lab, rule) == before, f"{rule}: near miss {index} classified"

@@ -4,7 +4,6 @@ traffic through the censor (issue 3, calibration suite)."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,18 +14,11 @@ from harness.testbed import Lab
 from tests.calibration.censor_support import (
     binomial_interval,
     calibration_policy,
-    lab_fixture,
-    needs_lab,
     with_rule,
 )
 from tests.calibration.conftest import Level, calibration_level
 
-pytestmark = needs_lab
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from lab_fixture()
+pytestmark = pytest.mark.root  # `lab` is callwall's plugin fixture
 
 
 def test_per_flow_probability_inside_99_percent_binomial_interval(lab: Lab,
@@ -36,7 +28,7 @@ def test_per_flow_probability_inside_99_percent_binomial_interval(lab: Lab,
     probability = 0.3
     trials = 200 if level == "short" else 1000
     lab.apply_policy(calibration_policy("calib-probability", lab))
-    flows = udp_upstream(lab, "caller", "relay", 42200, flows=trials, pps=10, size=60,
+    flows = udp_upstream(lab.network, "caller", "relay", 42200, flows=trials, pps=10, size=60,
                          seconds=0.8)
     partial = [f for f, r in flows.items() if 0 < r.packets < r.sent]
     assert not partial, f"flows {partial[:5]} were cut part-way: the roll is not per flow"
@@ -54,7 +46,7 @@ def test_tcp_freeze_stalls_within_10_percent_of_k(lab: Lab, kbytes: int) -> None
     included, so payload runs a few percent under K)."""
     lab.apply_policy(with_rule(calibration_policy("calib-tcp-freeze", lab),
                                action={"after_kbytes": kbytes}))
-    report = tcp_download(lab, "signal", "caller", 42300, total_bytes=400_000, seconds=6,
+    report = tcp_download(lab.network, "signal", "caller", 42300, total_bytes=400_000, seconds=6,
                           stall_s=1.5)
     target = kbytes * 1000
     got = report["bytes_received"]
@@ -65,18 +57,19 @@ def test_tcp_freeze_stalls_within_10_percent_of_k(lab: Lab, kbytes: int) -> None
 
 def test_allowlist_passes_only_what_is_listed(lab: Lab) -> None:
     lab.apply_policy(calibration_policy("calib-allowlist", lab))
-    listed = udp_upstream(lab, "caller", "relay", 42400, pps=20, size=100, seconds=0.5)[0]
+    listed = udp_upstream(lab.network, "caller", "relay", 42400, pps=20, size=100, seconds=0.5)[0]
     assert listed.packets == listed.sent > 0, "UDP to the relays is listed"
-    back = udp_downstream(lab, "relay", "caller", 42401, pps=20, size=100, seconds=0.5)[0]
+    back = udp_downstream(lab.network, "relay", "caller", 42401, pps=20, size=100, seconds=0.5)[0]
     assert back.packets == back.sent > 0, "replies of a listed flow pass"
     for target in ("stun", "wa-relay", "vpn"):
-        other = udp_upstream(lab, "caller", target, 42402, pps=20, size=100, seconds=0.5)[0]
+        other = udp_upstream(lab.network, "caller", target, 42402, pps=20, size=100, seconds=0.5)[0]
         assert other.sent > 0 and other.packets == 0, f"UDP to {target} is not listed"
-    signal = tcp_download(lab, "signal", "caller", 42403, total_bytes=20_000, seconds=3,
+    signal = tcp_download(lab.network, "signal", "caller", 42403, total_bytes=20_000, seconds=3,
                           stall_s=1.0)
     assert signal["bytes_received"] == 20_000, "TCP to the signalling server is listed"
     with pytest.raises((subprocess.CalledProcessError, RuntimeError, OSError)):
-        tcp_download(lab, "relay", "caller", 42404, total_bytes=20_000, seconds=3, stall_s=1.0)
+        tcp_download(lab.network, "relay", "caller", 42404, total_bytes=20_000, seconds=3,
+                     stall_s=1.0)
 
 
 def test_shipped_tcp_freeze_policy_stalls_within_10_percent_of_k(lab: Lab) -> None:
@@ -89,7 +82,7 @@ def test_shipped_tcp_freeze_policy_stalls_within_10_percent_of_k(lab: Lab) -> No
                   if any(lab.topology.address_of(h) in net
                          for net in lab.topology.sets[rule.match.dst_set]))
     lab.apply_policy(policy)
-    report = tcp_download(lab, server, "caller", 42310, total_bytes=400_000, seconds=6,
+    report = tcp_download(lab.network, server, "caller", 42310, total_bytes=400_000, seconds=6,
                           stall_s=1.5)
     target = rule.action.after_kbytes * 1000
     got = report["bytes_received"]

@@ -9,8 +9,6 @@ rate is the bytes arriving inside it over its span."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from harness.measure.traffic.lab import FlowResult, udp_downstream, udp_upstream
@@ -18,13 +16,11 @@ from harness.measure.traffic.udp import IP_UDP_OVERHEAD, Signature
 from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
-    lab_fixture,
-    needs_lab,
     with_rule,
 )
 from tests.calibration.conftest import Level, calibration_level
 
-pytestmark = needs_lab
+pytestmark = pytest.mark.root  # `lab` is callwall's plugin fixture
 TOLERANCE = 0.03
 OVERLOAD = 2.5
 PASSED_PPS = 25  # packets per second the policer lets through: sets the packet size
@@ -32,11 +28,6 @@ DRAIN_S = 2.0
 STUN_HEADER = bytes.fromhex("000100002112a442") + bytes(12)
 RATES = {"short": (8, 64), "full": (8, 16, 32, 64, 150)}
 WINDOW_S = {"short": 5.0, "full": 20.0}
-
-
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from lab_fixture()
 
 
 def _packet_size(rate_kbit: float) -> int:
@@ -56,10 +47,10 @@ def _measure(lab: Lab, rate_kbit: float, direction: str, level: Level) -> FlowRe
     pps = OVERLOAD * rate_kbit * 1000 / 8 / (size + IP_UDP_OVERHEAD)
     seconds = DRAIN_S + WINDOW_S[level] + 0.5
     if direction == "upstream":
-        flows = udp_upstream(lab, "caller", "relay", 41000, pps=pps, size=size,
+        flows = udp_upstream(lab.network, "caller", "relay", 41000, pps=pps, size=size,
                              seconds=seconds, timeline=True)
     else:
-        flows = udp_downstream(lab, "relay", "caller", 41001, pps=pps, size=size,
+        flows = udp_downstream(lab.network, "relay", "caller", 41001, pps=pps, size=size,
                                seconds=seconds, timeline=True)
     return flows[0]
 
@@ -84,7 +75,7 @@ def test_only_the_classified_flow_is_policed(lab: Lab, level: Level) -> None:
     flow 0 opens with a STUN message. Only flow 0 is held to the rate."""
     lab.apply_policy(calibration_policy("calib-isolation", lab))
     seconds = 4.0 if level == "short" else 10.0
-    flows = udp_upstream(lab, "caller", "relay", 41002, flows=2, pps=100, size=172,
+    flows = udp_upstream(lab.network, "caller", "relay", 41002, flows=2, pps=100, size=172,
                          seconds=seconds, timeline=True,
                          signature=Signature(STUN_HEADER, at=1, flows=(0,)))
     classified, other = flows[0], flows[1]

@@ -1,12 +1,11 @@
 """The userspace stage in the kernel path: a TLS ClientHello whose SNI
 matches is classified by the NFQUEUE stage the compiled plan starts, and the
 kernel drops the flow; a near miss passes (issue 3: tls-sni classifier; the
-IMC'21 "t.co" substring anecdote, restrictions.md §3)."""
+IMC'21 "t.co" substring anecdote, docs/sources.md S31)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,23 +14,16 @@ from harness.measure.traffic.lab import tcp_download
 from harness.testbed import Lab
 from tests.calibration.censor_support import (
     calibration_policy,
-    lab_fixture,
-    needs_lab,
     packets_counted,
 )
 from tests.unit.test_censor_stage import client_hello
 
-pytestmark = needs_lab
+pytestmark = pytest.mark.root  # `lab` is callwall's plugin fixture
 PAYLOAD = 30_000
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    yield from lab_fixture()
-
-
 def _fetch(lab: Lab, server_name: str, port: int) -> int:
-    report = tcp_download(lab, "signal", "caller", port, total_bytes=PAYLOAD, seconds=4,
+    report = tcp_download(lab.network, "signal", "caller", port, total_bytes=PAYLOAD, seconds=4,
                           stall_s=1.2, hello=client_hello(server_name))
     received: int = report["bytes_received"]
     return received

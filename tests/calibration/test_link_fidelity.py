@@ -14,36 +14,30 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterator
 
 import pytest
 
-from harness import paths
 from harness.link.apply import backend_for, find_link, set_impairment, target_for
 from harness.link.impaird_binary import ImpairdMissing, impaird_path
 from harness.link.userspace import UserspaceBackend
-from harness.measure.owd import OwdTrace, measure, percentile
-from harness.netns.capabilities import missing_lab_capabilities
+from harness.measure.traffic.lab import one_way_delays
+from harness.measure.traffic.owd import OwdTrace, percentile
 from harness.spec.impairment import GilbertElliott, Impairment
 from harness.testbed import Lab
 from tests.calibration.conftest import Level
 
+pytestmark = pytest.mark.root  # `lab` is callwall's plugin fixture
 RECEIVER = "100.64.1.1"
 Z99 = 2.5758
 
 
-@pytest.fixture(scope="module")
-def lab() -> Iterator[Lab]:
-    missing = missing_lab_capabilities()
-    if missing:
-        pytest.skip("needs " + "; ".join(missing))
+@pytest.fixture(scope="module", autouse=True)
+def impaird() -> None:
+    """Before the module's lab is built: the userspace backend's daemon."""
     try:
         impaird_path()
     except ImpairdMissing as exc:
         pytest.skip(f"needs callwall-impaird: {exc}")
-    with Lab.create(paths.topology_path(paths.DEFAULT_TOPOLOGY)) as running:
-        running.up()
-        yield running
 
 
 def _impair(lab: Lab, impairment: Impairment | None) -> None:
@@ -55,8 +49,8 @@ def _impair(lab: Lab, impairment: Impairment | None) -> None:
 
 
 def _probe(lab: Lab, count: int, pps: float, size: int = 200) -> OwdTrace:
-    trace = measure(lab.host("caller"), lab.host("cgnat"), RECEIVER, count=count, pps=pps,
-                    size=size)
+    trace = one_way_delays(lab.host("caller"), lab.host("cgnat"), RECEIVER, count=count,
+                           pps=pps, size=size)
     assert trace.receiver_dropped == 0, (
         f"the receiving socket dropped {trace.receiver_dropped} packets: the measurement "
         "is void (the machine is too loaded to measure)")

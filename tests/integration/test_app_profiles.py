@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.calls.place import PROFILES, SIGNAL_UDP_BUDGET_S
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallSettings
+from harness.calls.signal_like import SIGNAL_UDP_BUDGET_S
 from harness.measure.record import CallRecord
 from harness.session import judged_call
+from harness.spec.names import PROFILES
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
 
-SHORT = CallSettings(media_seconds=4.0, setup_timeout_s=15.0)
+SHORT = CallSettings(media_s=4.0, setup_timeout_s=15.0)
 TEST_POLICIES = Path(__file__).parent / "policies"
 BASELINE_PATH = {"webrtc": None, "signal-like": "udp", "whatsapp-like": "udp-relay",
                  "telegram-like": "p2p"}
@@ -119,7 +120,7 @@ def test_telegram_drops_to_8_kbit_with_fec_above_12_5_pct_loss(lab: Lab,
                                                                 run_files: Path) -> None:
     call_dir = run_files / "calls" / "telegram-lossy"
     policy = load_policy(TEST_POLICIES / "udp-loss-25.yaml")
-    settings = CallSettings(media_seconds=6.0, setup_timeout_s=15.0, stall_timeout_s=5.0)
+    settings = CallSettings(media_s=6.0, setup_timeout_s=15.0, stall_timeout_s=5.0)
     record = judged_call(lab, policy, "direct", call_dir, settings, profile="telegram-like")
     _assert_no_client_left(lab, "telegram-like")
     assert record.connected, (record.error, record.failure_kind)

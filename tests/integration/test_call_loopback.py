@@ -22,7 +22,7 @@ import pytest
 
 from harness.calls.strategies import DIRECT, STRATEGIES
 from harness.measure.refsignal import generate_reference_wav
-from harness.services.certs import issue_run_certificates
+from harness.services.pki import issue_run_certificates
 from harness.services.turn import (
     TurnServerConfig,
     generate_credentials,

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import paths
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallSettings
 from harness.session import judged_call
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
 
-SHORT = CallSettings(media_seconds=4.0, setup_timeout_s=12.0)
+SHORT = CallSettings(media_s=4.0, setup_timeout_s=12.0)
 
 
 def test_baseline_direct_call_connects_peer_to_peer(lab: Lab, run_files: Path) -> None:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from harness import paths
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallSettings
 from harness.session import judged_call
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
@@ -37,7 +37,7 @@ def test_lab_traffic_never_appears_in_the_root_namespace(run_files: Path) -> Non
         root = _capture([], run_files / "root.pcap")
         censor = _capture(lab.host_with_role("censor").argv([]), run_files / "censor.pcap")
         record = judged_call(lab, load_policy(paths.policy_path("baseline")), "turn-udp",
-                             run_files / "call", CallSettings(media_seconds=3))
+                             run_files / "call", CallSettings(media_s=3))
         assert record.connected
         in_censor = _packets(censor, run_files / "censor.pcap")
         in_root = _packets(root, run_files / "root.pcap")

@@ -20,17 +20,19 @@ from typing import Any
 import pytest
 
 from harness import paths
+from harness.calls import CallSettings
 from harness.calls.peer import AudioSink, CallState, PeerConfig, watch_window
-from harness.calls.webrtc import CallSettings
 from harness.faults import Fault, FaultError, link_towards, restore_services, running
-from harness.measure.record import CallRecord, PeerTimeline, first_failure
+from harness.measure.peer import PeerReport, PeerTimeline
+from harness.measure.record import CallRecord
+from harness.measure.verdict import CallEvidence, peer_failures
 from harness.netns.endpoint import Endpoint
 from harness.services.lab_services import RELAY, SERVICES
 from harness.session import judged_call
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
 
-SETTINGS = CallSettings(media_seconds=6.0, setup_timeout_s=10.0, stall_timeout_s=3.0)
+SETTINGS = CallSettings(media_s=6.0, setup_timeout_s=10.0, stall_timeout_s=3.0)
 STALL_S = SETTINGS.stall_timeout_s
 AT_S = 1.5
 # How late after the fault's start a stall may be declared: frames already in
@@ -86,6 +88,7 @@ def test_relay_killed_mid_call_stalls_a_udp_relay_call(fault_lab: Lab, run_files
     event = performed(record)
     assert record.connected  # media flowed both ways before the kill
     assert_stalled_after(record, event)
+    assert record.outcome == "fails" and record.verdict == "fail", record.judgement
     assert not running(fault_lab, RELAY)
     assert record.directions  # both directions were still scored
 
@@ -101,6 +104,9 @@ def test_relay_killed_mid_call_drops_a_tcp_relay_call_at_once(fault_lab: Lab,
     assert record.failure_kind == "relay-lost", record
     assert record.failed_at_s is not None
     assert event["started_s"] <= record.failed_at_s < event["started_s"] + 1.0
+    # Media had flowed, then the call dropped: it did not work, and nothing broke
+    # in the harness, so it is judged (a fail against baseline's connects).
+    assert record.outcome == "fails" and record.verdict == "fail", record.judgement
 
 
 def test_signalling_down_fails_the_call_at_once(fault_lab: Lab, run_files: Path) -> None:
@@ -124,6 +130,8 @@ def test_killed_callee_is_reported_not_lost(fault_lab: Lab, run_files: Path) -> 
     assert not record.connected
     # The caller saw its media stop and said so in its own result.
     assert record.error == "media-stalled"
+    # The fault killed it on purpose: a dropped call, not a harness error.
+    assert record.outcome == "fails" and record.verdict == "fail", record.judgement
 
 
 def test_dpi_stun_drop_swapped_in_mid_call_spares_the_established_flow(
@@ -232,19 +240,24 @@ def test_a_fault_says_what_it_needs() -> None:
 
 
 def test_the_first_failure_on_the_call_clock_is_the_calls() -> None:
-    caller = {"role": "caller", "connected": True, "error": "media-stalled", "failed_at_s": 4.0}
-    callee = {"role": "callee", "connected": False, "error": "peer-killed"}
+    def first(caller: PeerReport, callee: PeerReport,
+              timelines: list[PeerTimeline]) -> tuple[str | None, float | None]:
+        failures = peer_failures(CallEvidence(caller, callee, 6.0, timelines))
+        return (failures[0].kind, failures[0].at_s) if failures else (None, None)
+
+    caller = PeerReport("caller", connected=True, error="media-stalled", failed_at_s=4.0)
+    callee = PeerReport.absent("callee", "peer-killed")
     timelines = [PeerTimeline("caller", wrote_result=True, failed_s=6.5, exited_s=7.0),
                  PeerTimeline("callee", wrote_result=False, exited_s=3.6, killed_s=3.5)]
-    assert first_failure(caller, callee, timelines) == ("peer-killed", 3.5)
+    assert first(caller, callee, timelines) == ("peer-killed", 3.5)
     # A peer that wrote nothing, and was not killed by a fault, crashed.
-    crashed = {"role": "callee", "error": "peer-crashed-or-timed-out"}
-    assert first_failure(caller, crashed, [timelines[0], PeerTimeline(
+    crashed = PeerReport.absent("callee", "peer-crashed-or-timed-out")
+    assert first(caller, crashed, [timelines[0], PeerTimeline(
         "callee", wrote_result=False, exited_s=2.0)]) == ("peer-crashed", 2.0)
-    assert first_failure({"role": "caller"}, {"role": "callee"}) == (None, None)
+    assert first(PeerReport("caller"), PeerReport("callee"), []) == (None, None)
     # Without timelines, the peers' own failed_at_s stand in.
-    assert first_failure(caller, {"role": "callee", "error": "internal-error: x",
-                                  "failed_at_s": 1.0}) == ("internal-error", 1.0)
+    assert first(caller, PeerReport("callee", error="internal-error: x", failed_at_s=1.0),
+                 []) == ("internal-error", 1.0)
 
 
 def _peer_config(stall_timeout: float) -> PeerConfig:

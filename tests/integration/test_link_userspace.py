@@ -17,7 +17,8 @@ from harness.link.apply import backend_for, find_link, set_impairment, target_fo
 from harness.link.netem import NetemBackend
 from harness.link.selection import NoLinkBackend, choose_backend, probe_netem
 from harness.link.userspace import UserspaceBackend
-from harness.measure.owd import OwdTrace, measure
+from harness.measure.traffic.lab import one_way_delays
+from harness.measure.traffic.owd import OwdTrace
 from harness.netns.registry import Registry
 from harness.spec.impairment import Impairment
 from harness.testbed import Lab
@@ -28,7 +29,8 @@ Z99 = 2.5758
 
 
 def _caller_to_cgnat(lab: Lab, count: int = 600, pps: float = 1000) -> OwdTrace:
-    return measure(lab.host("caller"), lab.host("cgnat"), CGNAT_SIDE, count=count, pps=pps)
+    return one_way_delays(lab.host("caller"), lab.host("cgnat"), CGNAT_SIDE, count=count,
+                          pps=pps)
 
 
 def _daemons_of(lab: Lab) -> list[int]:
@@ -55,7 +57,7 @@ def _nfqueue_rules(lab: Lab, host: str) -> list[str]:
 
 def test_delay_is_applied_changed_live_and_cleared(lab: Lab) -> None:
     set_impairment(lab.network, "caller", "cgnat", Impairment(delay_ms=20))
-    assert lab.registry.state.details["link_backend"] in ("userspace", "netem")
+    assert lab.registry.state.link_backend in ("userspace", "netem")
     assert _median(_caller_to_cgnat(lab)) == pytest.approx(20, abs=1.0)
     index, direction = find_link(lab.topology, "caller", "cgnat")
     target = target_for(lab.network, index, direction)
@@ -107,7 +109,8 @@ def test_link_set_command_impairs_the_reverse_direction(lab: Lab) -> None:
                      "--direction", "b-a", "--delay", "15ms"])
     assert code == 0
     try:
-        back = measure(lab.host("cgnat"), lab.host("caller"), CALLER_SIDE, count=500, pps=1000)
+        back = one_way_delays(lab.host("cgnat"), lab.host("caller"), CALLER_SIDE, count=500,
+                              pps=1000)
         assert _median(back) == pytest.approx(15, abs=1.0)
         assert _median(_caller_to_cgnat(lab, count=300)) < 1.0  # a-b untouched
         assert cli.main(["link", "set", "--lab", lab.run_id, "caller", "cgnat",

@@ -1,10 +1,11 @@
 """Each shipped policy has its effect on real packets, measured with probe
-flows through the censor (harness.measure.probe), not inferred from rules."""
+flows through the censor (harness.measure.traffic), not inferred from rules."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,13 +16,16 @@ from harness import paths
 from harness.censor.applier import root_qdisc_kinds
 from harness.censor.compiler import bindings_for, compile_policy
 from harness.censor.plan import TcQdisc
+from harness.measure.traffic.udp import IP_UDP_OVERHEAD
 from harness.netns.process import wait_listening
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
+from harness.wire import stun
 
-PROBE = [sys.executable, "-m", "harness.measure.probe"]
+PROBE = [sys.executable, "-m", "harness.measure.traffic"]
 PORT = 40000
 SECONDS = 2.0
+SIZE = 200  # UDP payload bytes per packet
 
 
 def _apply(lab: Lab, name: str) -> None:
@@ -35,46 +39,69 @@ def _start(lab: Lab, host: str, args: list[str], files: Path) -> subprocess.Pope
     return proc
 
 
-def _finish(proc: subprocess.Popen[bytes]) -> dict[str, float]:
+def _finish(proc: subprocess.Popen[bytes]) -> dict[str, dict[str, dict[str, int]]]:
     out, _ = proc.communicate(timeout=SECONDS + 15)
-    result: dict[str, float] = json.loads(out)
+    result: dict[str, dict[str, dict[str, int]]] = json.loads(out)
     return result
 
 
-def upstream(lab: Lab, target: str, files: Path, *send_args: str) -> tuple[int, int]:
-    """(sent, received) for a UDP stream from the caller to `target`."""
+def _pps(rate_kbit: float, size: int) -> str:
+    """Packets per second for `rate_kbit` of UDP payload."""
+    return str(rate_kbit * 1000 / (8 * size))
+
+
+def _stun_args(plain_first: int, size: int) -> list[str]:
+    """Every packet after the first `plain_first` starts with a STUN Binding
+    Request header (the magic cookie at byte 4, the length of the rest)."""
+    header = stun.HEADER.pack(stun.BINDING_REQUEST, size - stun.HEADER.size,
+                              stun.MAGIC_COOKIE, os.urandom(12))
+    return ["--signature-hex", header.hex(), "--signature-at", str(plain_first + 1),
+            "--signature-every"]
+
+
+def upstream(lab: Lab, target: str, files: Path, rate_kbit: float, size: int = SIZE,
+             stun_cookie: bool = False, plain_first: int = 0) -> tuple[int, int]:
+    """(sent, received) for a UDP stream from the caller to `target`: `rate_kbit`
+    of UDP payload; with `stun_cookie`, STUN-looking after `plain_first` packets."""
     address = lab.topology.address_of(target)
-    sink = _start(lab, target, ["sink", "--listen", f"{address}:{PORT}",
+    sink = _start(lab, target, ["udp-sink", "--listen", f"{address}:{PORT}",
                                 "--seconds", str(SECONDS + 1)], files)
-    sent = lab.host("caller").run([*PROBE, "send", "--to", f"{address}:{PORT}",
-                                   "--seconds", str(SECONDS), *send_args])
-    received = _finish(sink)
-    return json.loads(sent.stdout)["sent"], int(received["packets"])
+    sent = lab.host("caller").run([*PROBE, "udp-send", "--to", f"{address}:{PORT}",
+                                   "--pps", _pps(rate_kbit, size), "--size", str(size),
+                                   "--seconds", str(SECONDS),
+                                   *(_stun_args(plain_first, size) if stun_cookie else [])])
+    received = _finish(sink)["flows"]
+    return (sum(json.loads(sent.stdout)["sent"].values()),
+            sum(int(flow["packets"]) for flow in received.values()))
 
 
 def downstream_kbit(lab: Lab, source: str, rate_kbit: float, files: Path) -> float:
-    """The bitrate the caller receives from a stream `source` sends at `rate_kbit`."""
+    """The bitrate (UDP payload over the caller's receiving window) the caller
+    receives from a stream `source` sends at `rate_kbit`."""
     address = lab.topology.address_of(source)
-    streamer = _start(lab, source, ["stream", "--listen", f"{address}:{PORT}",
-                                    "--rate-kbit", str(rate_kbit), "--seconds", str(SECONDS)],
-                      files)
-    fetched = lab.host("caller").run([*PROBE, "fetch", "--to", f"{address}:{PORT}",
-                                      "--seconds", str(SECONDS + 0.5)])
+    streamer = _start(lab, source, ["udp-serve", "--listen", f"{address}:{PORT}",
+                                    "--pps", _pps(rate_kbit, SIZE), "--size", str(SIZE),
+                                    "--seconds", str(SECONDS)], files)
+    window = SECONDS + 0.5
+    fetched = lab.host("caller").run([*PROBE, "udp-fetch", "--to", f"{address}:{PORT}",
+                                      "--seconds", str(window)])
     _finish(streamer)
-    return float(json.loads(fetched.stdout)["kbit_per_s"])
+    flows = json.loads(fetched.stdout)["flows"].values()
+    payload = sum(int(f["ip_bytes"]) - IP_UDP_OVERHEAD * int(f["packets"]) for f in flows)
+    return payload * 8 / 1000 / window
 
 
 def test_baseline_passes_every_probe(lab: Lab, run_files: Path) -> None:
     _apply(lab, "baseline")
-    sent, received = upstream(lab, "relay", run_files, "--rate-kbit", "64", "--stun-cookie")
+    sent, received = upstream(lab, "relay", run_files, 64, stun_cookie=True)
     assert received == sent
 
 
 def test_relay_block_drops_udp_to_relays_only(lab: Lab, run_files: Path) -> None:
     _apply(lab, "relay-block")
-    sent, received = upstream(lab, "relay", run_files, "--rate-kbit", "64")
+    sent, received = upstream(lab, "relay", run_files, 64)
     assert sent > 50 and received == 0
-    sent, received = upstream(lab, "stun", run_files, "--rate-kbit", "64")
+    sent, received = upstream(lab, "stun", run_files, 64)
     assert received == sent
 
 
@@ -94,9 +121,8 @@ def test_relay_block_leaves_tcp_to_relays(lab: Lab) -> None:
 def test_dpi_stun_drop_judges_flow_start(lab: Lab, run_files: Path, stun: bool,
                                          plain_first: int, blocked: bool) -> None:
     _apply(lab, "dpi-stun-drop")
-    args = ["--rate-kbit", "32", "--plain-first", str(plain_first)]
-    sent, received = upstream(lab, "stun", run_files, *args,
-                              *(["--stun-cookie"] if stun else []))
+    sent, received = upstream(lab, "stun", run_files, 32, stun_cookie=stun,
+                              plain_first=plain_first)
     if blocked:
         assert sent > 20 and received == 0
     else:
@@ -109,7 +135,7 @@ def test_udp_throttle_polices_each_direction(lab: Lab, run_files: Path) -> None:
     burst = policy.rules[0].action.burst_bytes
     assert rate is not None and burst is not None
     _apply(lab, "udp-throttle")
-    sent, received = upstream(lab, "relay", run_files, "--rate-kbit", "128", "--size", "200")
+    sent, received = upstream(lab, "relay", run_files, 128, size=200)
     # Policed bits over the window: rate × time plus one bucket, IP+UDP headers counted.
     allowed = (rate * 1000 / 8 * SECONDS + burst) / (200 + 28)
     assert sent > 3 * allowed

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallSettings
 from harness.measure.record import CallRecord
 from harness.session import judged_call
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
 
 CALLWALL = [sys.executable, "-m", "harness.cli"]
-SPEECH = CallSettings(media_seconds=8.0, setup_timeout_s=12.0)
+SPEECH = CallSettings(media_s=8.0, setup_timeout_s=12.0)
 RUN_DIR: list[Path] = []
 
 
@@ -42,7 +42,7 @@ def test_pesq_is_high_on_a_clean_call_and_falls_under_the_policer(
 def test_timeline_has_a_row_per_second_that_adds_up(measured: dict[str, CallRecord]) -> None:
     for record in measured.values():
         rows = record.timeline
-        assert len(rows) >= SPEECH.media_seconds - 2
+        assert len(rows) >= SPEECH.media_s - 2
         steps = [b["t"] - a["t"] for a, b in zip(rows, rows[1:], strict=False)]
         assert all(step == pytest.approx(1.0, abs=0.3) for step in steps)
         assert record.packets_received is not None
@@ -81,7 +81,7 @@ def test_compare_passes_a_rerun_and_flags_a_stricter_policy(tmp_path: Path) -> N
     text = (paths.POLICIES / "relay-block.yaml").read_text()
     # Same policy name as the baseline, so the comparison pairs the calls.
     stricter.write_text(text.replace("name: relay-block", "name: baseline", 1))
-    runs = []
+    runs: list[Path] = []
     for policy in ("baseline", "baseline", str(stricter)):
         results = tmp_path / f"results{len(runs)}"
         _run(policy, results)

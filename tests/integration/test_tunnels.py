@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness import paths
-from harness.calls.webrtc import CallSettings
+from harness.calls import CallSettings
 from harness.netns.host import LabHost
 from harness.netns.registry import process_start_ticks
 from harness.session import judged_call
@@ -28,10 +28,12 @@ from harness.tunnels.plumbing import NFT_TABLE_PREFIX, link_names
 from harness.tunnels.shadowsocks import ShadowsocksTunnel
 from harness.tunnels.wireguard import CONTROL_DIR, SHIM_PORT, WireGuardTunnel
 
-SHORT = CallSettings(media_seconds=4.0, setup_timeout_s=12.0)
+SHORT = CallSettings(media_s=4.0, setup_timeout_s=12.0)
 VPN_IP = "198.18.7.2"
 SUBSCRIBERS_OUTSIDE = "198.18.0.2"  # the caller's address after the CGNAT
 PROBE_PORT = 40000
+TRAFFIC = [sys.executable, "-m", "harness.measure.traffic"]
+PROBE_RATE = ["--pps", "40", "--size", "200"]  # 64 kbit/s of UDP payload
 IP_TUNNELS = [s for s in TUNNEL_STRATEGIES if s != "shadowsocks"]
 TALLY_TABLE = "cwtest_tally"
 
@@ -93,16 +95,16 @@ def nft_tally(host: LabHost, counters: dict[str, str]) -> Iterator[dict[str, int
 
 def probe(lab: Lab, sink_host: LabHost, target: str, listen: str, seconds: float = 2.0) -> int:
     """A 64 kbit/s UDP probe flow from the caller; how many packets arrived."""
-    sink = sink_host.start([sys.executable, "-m", "harness.measure.probe", "sink", "--listen",
-                            listen, "--seconds", str(seconds + 1.5)],
+    sink = sink_host.start([*TRAFFIC, "udp-sink", "--listen", listen,
+                            "--seconds", str(seconds + 1.5)],
                            what="test probe sink", log=lab.registry.files / "probe-sink.log",
                            stdout=-1)
     time.sleep(0.3)
     lab.host_with_role("caller").run(
-        [sys.executable, "-m", "harness.measure.probe", "send", "--to", target, "--rate-kbit", "64",
-         "--seconds", str(seconds)], timeout=seconds + 10)
+        [*TRAFFIC, "udp-send", "--to", target, *PROBE_RATE, "--seconds", str(seconds)],
+        timeout=seconds + 10)
     out, _ = sink.communicate(timeout=seconds + 10)
-    return int(json.loads(out)["packets"])
+    return sum(int(flow["packets"]) for flow in json.loads(out)["flows"].values())
 
 
 def assert_nothing_left(lab: Lab, before: Footprint, pids: list[int]) -> None:
@@ -158,8 +160,8 @@ def test_shadowsocks_udp_relay_carries_what_goes_to_the_turn_port(lab: Lab) -> N
             pids = tool_pids(tunnel)
             local = tunnel.endpoints.turn
             lab.host_with_role("caller").run(
-                [sys.executable, "-m", "harness.measure.probe", "send", "--to",
-                 f"{local.host}:{local.port}", "--rate-kbit", "64", "--seconds", "1"])
+                [*TRAFFIC, "udp-send", "--to", f"{local.host}:{local.port}", *PROBE_RATE,
+                 "--seconds", "1"])
             time.sleep(0.5)
     sent = 40  # 64 kbit/s of 200-byte packets for 1 s
     assert censor_seen["to_relay"] == 0

@@ -1,13 +1,21 @@
-"""The `callwall` command's root-free parts: validation and policy display."""
+"""The `callwall` command's root-free parts: validation, policy display, listing
+and the lab-scoped verbs' arguments."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
 from harness import paths
-from harness.cli import main
+from harness.cli import _parser, exec_command, main, summarize
+from harness.spec.names import (
+    ALL_STRATEGIES,
+    PROFILE_DESCRIPTIONS,
+    PROFILES,
+    STRATEGY_DESCRIPTIONS,
+)
 
 
 def test_validate_accepts_shipped_specs(capsys: pytest.CaptureFixture[str]) -> None:
@@ -37,3 +45,116 @@ def test_policy_show_explains_and_prints_the_ruleset(capsys: pytest.CaptureFixtu
 def test_unknown_policy_name_lists_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["policy", "show", "no-such-policy"]) == 2
     assert "known: baseline, dpi-stun-drop" in capsys.readouterr().err
+
+
+def test_validate_without_files_checks_every_shipped_spec(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    shipped = [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies()]
+    assert out == [f"{path}: ok" for path in shipped]
+
+
+# ---------------------------------------------------------------- callwall list
+
+def listed(capsys: pytest.CaptureFixture[str], kind: str) -> list[tuple[str, str]]:
+    assert main(["list", kind]) == 0
+    rows = []
+    for line in capsys.readouterr().out.splitlines():
+        name, _, summary = line.partition("  ")
+        rows.append((name, summary.strip()))
+    return rows
+
+
+def test_list_policies_one_line_each_by_the_name_policy_show_takes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rows = dict(listed(capsys, "policies"))
+    assert list(rows) == [path.stem for path in paths.all_policies()]
+    assert rows["baseline"] == "No restriction"
+    assert rows["rkn-2025-calls"].startswith("The August 2025 \"partial restriction\" of")
+    assert rows["rkn-2025-calls"].endswith("…")
+    assert all(summary and "\n" not in summary for summary in rows.values())
+
+
+def test_list_topologies(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = dict(listed(capsys, "topologies"))
+    assert list(rows) == [path.stem for path in paths.all_topologies()]
+    assert rows["ru-to-abroad"].startswith("A subscriber in Russia, behind the ISP's")
+
+
+def test_list_profiles_and_strategies_in_declaration_order(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    profiles = listed(capsys, "profiles")
+    assert [name for name, _ in profiles] == list(PROFILES)
+    assert dict(profiles)["webrtc"] == PROFILE_DESCRIPTIONS["webrtc"]
+    strategies = listed(capsys, "strategies")
+    assert [name for name, _ in strategies] == list(ALL_STRATEGIES)
+    assert dict(strategies)["turn-tls-443"] == STRATEGY_DESCRIPTIONS["turn-tls-443"]
+
+
+def test_every_profile_and_strategy_is_described() -> None:
+    assert list(PROFILE_DESCRIPTIONS) == list(PROFILES)
+    assert list(STRATEGY_DESCRIPTIONS) == list(ALL_STRATEGIES)
+    assert all(PROFILE_DESCRIPTIONS.values()) and all(STRATEGY_DESCRIPTIONS.values())
+
+
+def test_list_refuses_an_unknown_kind(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["list", "labs"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'labs'" in capsys.readouterr().err
+
+
+def test_summarize_takes_the_first_sentence_and_cuts_at_a_word() -> None:
+    assert summarize("No restriction. The censor forwards everything.") == "No restriction"
+    assert summarize("Two\n  lines, folded.\n") == "Two lines, folded"
+    long = "word " * 40
+    cut = summarize(long, limit=30)
+    assert len(cut) <= 30 and cut.endswith("…") and cut == "word " * 5 + "word…"
+
+
+# ---------------------------------------------------------------- --lab, one way for every verb
+
+LAB_VERBS = (["exec", "caller", "--", "true"], ["down"], ["policy", "apply", "baseline"],
+             ["link", "set", "caller", "isp"])
+
+
+@pytest.mark.parametrize("verb", LAB_VERBS, ids=lambda v: " ".join(v[:2]))
+def test_every_lab_scoped_verb_takes_lab_before_its_arguments(verb: list[str]) -> None:
+    head = 2 if verb[0] in ("policy", "link") else 1
+    args = _parser().parse_args([*verb[:head], "--lab", "cw123", *verb[head:]])
+    assert args.lab == "cw123" or exec_command(args)[0] == "cw123"
+
+
+@pytest.mark.parametrize("verb", LAB_VERBS, ids=lambda v: " ".join(v[:2]))
+def test_every_lab_scoped_verb_has_the_same_lab_help(verb: list[str]) -> None:
+    head = 2 if verb[0] in ("policy", "link") else 1
+    parser = _parser()
+    subparser = _subparser(parser, verb[:head])
+    (lab,) = [a for a in subparser._actions if "--lab" in a.option_strings]
+    assert lab.metavar == "ID"
+    assert lab.help == ("the lab to act on, by its id (callwall status); needed only when "
+                        "several labs run")
+
+
+def _subparser(parser: argparse.ArgumentParser, words: list[str]) -> argparse.ArgumentParser:
+    for word in words:
+        (choices,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        parser = choices.choices[word]
+    return parser
+
+
+@pytest.mark.parametrize("argv, lab, command", [
+    (["exec", "--lab", "cw1", "caller", "--", "ping", "-c", "1", "x"], "cw1",
+     ["ping", "-c", "1", "x"]),
+    (["exec", "caller", "--lab", "cw2", "--", "ping", "-c", "1"], "cw2", ["ping", "-c", "1"]),
+    (["exec", "caller", "--lab=cw3", "--", "ip", "addr"], "cw3", ["ip", "addr"]),
+    (["exec", "caller", "--", "prog", "--lab", "theirs"], None, ["prog", "--lab", "theirs"]),
+    (["exec", "caller", "ip", "addr"], None, ["ip", "addr"]),
+    (["exec", "caller", "--"], None, []),
+])
+def test_exec_splits_our_lab_from_the_program(argv: list[str], lab: str | None,
+                                              command: list[str]) -> None:
+    args = _parser().parse_args(argv)
+    assert args.host == "caller"
+    assert exec_command(args) == (lab, command)

@@ -33,7 +33,8 @@ def matrix() -> list[dict[str, Any]]:
         make_record("dpi-stun-drop", "direct", outcome="fails", mos=None,
                     expected={"outcome": "fails"}),
         make_record("udp-throttle", "direct", outcome="degraded", mos=1.22,
-                    expected={"outcome": "degraded", "max_mos": 3.0}),
+                    expected={"outcome": "degraded", "basis": "mechanism",
+                              "decided_by": ["police-udp"]}),
     ]
 
 
@@ -162,3 +163,88 @@ def test_unreadable_runs_raise_report_error(tmp_path: Path) -> None:
         compare_runs(old, tmp_path / "missing")
     with pytest.raises(ValueError):
         compare_runs(old, old, mos_threshold=-1)
+
+
+# ---------------------------------------------------------------- errors and skipped calls
+
+CRASHED = {"outcome": "error", "verdict": "error", "connected": False, "mos": None,
+           "judgement": {"outcome": "error", "verdict": "error",
+                         "reasons": ["could not be judged", "callee: peer-crashed"],
+                         "failures": [], "deciding_rules": []}}
+
+
+def test_an_error_where_the_old_run_passed_is_a_regression(tmp_path: Path) -> None:
+    old = build_run(tmp_path, matrix(), name="old")
+    new = build_run(tmp_path, changed(matrix(), "baseline", "direct", **CRASHED), name="new")
+    comparison = compare_runs(old, new)
+    assert comparison.has_regression
+    assert comparison.outcome_flips == (OutcomeFlip(KEY, "connects", "error"),)
+    assert comparison.verdict_flips == (VerdictFlip(KEY, "pass", "error"),)
+    assert all(flip.regression and flip.error_flip
+               for flip in comparison.outcome_flips + comparison.verdict_flips)
+    assert comparison.new_errors == (KEY,)
+    assert (comparison.old.errors, comparison.new.errors) == (0, 1)
+    text = render_text(comparison)
+    assert re.search(r"REGRESSION\s+baseline × direct\s+verdict\s+pass → error \(could not be "
+                     r"judged in the new run: callee: peer-crashed\)", text)
+    assert re.search(r"REGRESSION\s+baseline × direct\s+outcome\s+connects → error", text)
+    assert ("1 call could not be judged in the new run (error) where the old run judged them: "
+            "baseline × direct") in text
+    assert "2 regressions" in text and "could not be judged: 0 old, 1 new" in text
+
+
+def test_an_error_of_a_passing_fails_cell_is_a_regression(tmp_path: Path) -> None:
+    old = build_run(tmp_path, matrix(), name="old")
+    new = build_run(tmp_path, changed(matrix(), "dpi-stun-drop", "direct", **CRASHED),
+                    name="new")
+    comparison = compare_runs(old, new)
+    key = CallKey("dpi-stun-drop", "direct")
+    assert [(c.key, c.regression) for c in comparison.changes] == [(key, True), (key, True)]
+    assert "fails → error (could not be judged in the new run" in render_text(comparison)
+
+
+def test_a_call_judged_again_after_an_error_is_no_regression(tmp_path: Path) -> None:
+    old = build_run(tmp_path, changed(matrix(), "baseline", "direct", **CRASHED), name="old")
+    new = build_run(tmp_path, matrix(), name="new")
+    comparison = compare_runs(old, new)
+    assert not comparison.has_regression and comparison.new_errors == ()
+    (flip,) = comparison.verdict_flips
+    assert (flip.old, flip.new, flip.improvement, flip.error_flip) == ("error", "pass", True, True)
+    text = render_text(comparison)
+    assert re.search(r"improved\s+baseline × direct\s+verdict\s+error → pass \(could not be "
+                     r"judged in the old run: callee: peer-crashed\)", text)
+    assert "could not be judged: 1 old, 0 new" in text
+    # An error in both runs is no change at all.
+    same = compare_runs(old, old)
+    assert same.changes == () and same.new_errors == ()
+
+
+def test_a_skipped_call_is_listed_but_is_no_regression(tmp_path: Path) -> None:
+    old = build_run(tmp_path, matrix(), name="old")
+    skipped = {"outcome": "skipped", "verdict": "skipped", "connected": False, "mos": None,
+               "judgement": {"outcome": "skipped", "verdict": "skipped",
+                             "reasons": ["missing wireguard-go, wg"], "failures": [],
+                             "deciding_rules": []}}
+    new = build_run(tmp_path, changed(matrix(), "baseline", "turn-tcp", **skipped), name="new")
+    comparison = compare_runs(old, new)
+    assert not comparison.has_regression
+    assert [c.regression for c in comparison.changes] == [False, False]
+    assert re.search(r"changed\s+baseline × turn-tcp\s+verdict\s+pass → skipped \(not placed in "
+                     r"the new run: missing wireguard-go, wg\)", render_text(comparison))
+
+
+def test_comparison_html_says_an_error_is_a_regression(tmp_path: Path) -> None:
+    old = build_run(tmp_path, matrix(), name="old")
+    new = build_run(tmp_path, changed(matrix(), "baseline", "direct", **CRASHED), name="new")
+    text, page = read_page(write_comparison_html(compare_runs(old, new), tmp_path / "c.html"))
+    assert '<span class="badge fail">regression</span>' in text
+    assert ('<span class="badge error">error</span> 1 call could not be judged in the new run '
+            "(error) where the old run judged them: baseline × direct") in text
+    flips = [row["class"] for row in page.find("tr") if "errorflip" in row.get("class", "")]
+    assert flips == ["fail errorflip", "fail errorflip"]
+    assert ("<td>pass → error (could not be judged in the new run: callee: peer-crashed)</td>"
+            in text)
+    assert '<td class="error">error</td>' in text  # the new verdict, in the error colour
+    runs = text.split("<h2>Runs</h2>", 1)[1].split("</table>", 1)[0]
+    assert "<th>could not be judged</th>" in runs
+    assert re.search(r"<th>new</th>(<td>[^<]*</td>){4}<td>1</td><td>0</td>", runs)

@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from harness import paths
-from harness.censor.compiler import bindings_for, compile_policy, explain_rule
+from harness.censor.compiler import ALLOWLIST_REPLIES, bindings_for, compile_policy, explain_rule
 from harness.censor.plan import CensorPlan, HtbClass
 from harness.spec.policy import (
+    DEFAULT_DENY,
     Action,
     ByteMatch,
     Classify,
@@ -44,7 +45,7 @@ def compiled(*rules: Rule, mode: str = "blocklist") -> CensorPlan:
 
 def lines(plan: CensorPlan) -> list[str]:
     return [line.strip() for line in plan.nft_ruleset.splitlines() if 'comment "r' in line
-            or 'comment "allowlist' in line]
+            or 'comment "allowlist' in line or 'comment "default-deny' in line]
 
 
 def test_bindings_know_every_censor_interface() -> None:
@@ -55,7 +56,7 @@ def test_bindings_know_every_censor_interface() -> None:
 def test_every_shipped_policy_compiles_with_counters_and_rule_comments(path: Any) -> None:
     policy = load_policy(path, TOPOLOGY.sets.keys())
     plan = compile_policy(policy, BINDINGS, now=NOW)
-    ids = {r.id for r in policy.rules} | {"allowlist"}
+    ids = {r.id for r in policy.rules} | {ALLOWLIST_REPLIES, DEFAULT_DENY}
     statements = [line.strip() for line in plan.nft_ruleset.splitlines()
                   if 'comment "' in line and "callwall policy" not in line]
     assert len(statements) >= len(policy.rules)
@@ -185,7 +186,7 @@ def test_allowlist_accepts_listed_then_replies_then_drops_the_rest() -> None:
     allow, replies, deny = lines(plan)
     assert allow.endswith('ip daddr @set_signalling counter accept comment "r"')
     assert replies.startswith("ct state established,related counter accept")
-    assert deny == 'counter drop comment "allowlist: default deny"'
+    assert deny == 'counter drop comment "default-deny: everything not allowed"'
 
 
 def test_tls_sni_compiles_to_a_userspace_stage() -> None:

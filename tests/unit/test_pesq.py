@@ -173,3 +173,14 @@ def test_no_utterance_gives_a_status(sent: Samples, tmp_path: Path) -> None:
     result = pesq_wb(silent_ref, received(tmp_path, sent))
     assert result.status == "no-utterance", result
     assert result.mos_lqo == PESQ_WB_FLOOR
+
+
+@needs_espeak
+def test_an_unreadable_received_file_scores_the_floor_and_says_why(
+        ref: ReferenceSpeech, tmp_path: Path) -> None:
+    reference = ref.wav_48k
+    truncated = tmp_path / "received.wav"
+    truncated.write_bytes(b"")  # a recorder killed before its header
+    result = pesq_wb(reference, truncated)
+    assert result.status == "unreadable" and result.mos_lqo == PESQ_WB_FLOOR
+    assert "not a readable WAV" in result.detail

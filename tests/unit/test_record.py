@@ -1,5 +1,5 @@
-"""Call records: both directions scored, the worse one counts, verdicts
-follow the policy's declared expectation."""
+"""Call records and the judge: both directions scored, the worse one counts;
+an outcome for every way a call can end; a verdict that needs its cause."""
 
 from __future__ import annotations
 
@@ -7,50 +7,276 @@ from typing import Any
 
 import pytest
 
-from harness.measure.record import build_record, judge, observed_outcome
+from harness.measure.peer import PeerReport, PeerTimeline
+from harness.measure.record import CallIdentity, CallRecord, build_record
+from harness.measure.verdict import (
+    DEGRADED_BELOW_MOS,
+    HARNESS_FAILURES,
+    MIN_FRAME_SHARE,
+    PESQ_FLOOR,
+    CallEvidence,
+    RuleCount,
+)
 from harness.spec.policy import Expectation
 
+WINDOW_S = 6.0
+IDENTITY = CallIdentity(topology="t", policy="p", profile="webrtc", strategy="direct")
+CONNECTS = Expectation("connects", basis="mechanism", min_mos=4.0)
+FAILS = Expectation("fails", basis="mechanism", decided_by=["stun-drop"])
+DEGRADED = Expectation("degraded", basis="mechanism", decided_by=["police"])
+# Kinds a network (or a censor) can cause, before media or after it.
+NETWORK_FAILURES = ["setup-timeout", "ice-failed", "dtls-failed", "no-local-candidates",
+                    "signalling-unreachable", "signalling-closed", "tunnel-failed"]
+DROPS = ["media-stalled", "call-dropped", "relay-lost", "peer-hung-up"]
 
-def _peer(role: str, connected: bool = True, loss: float = 0.0, **extra: Any) -> dict[str, Any]:
-    return {"role": role, "connected": connected, "loss_pct": loss, "jitter_ms": 1.0,
-            "rtt_ms": 2.0, "setup_s": 0.5, "packets_received": 300, "packets_lost": 0,
-            **extra}
+
+def peer(role: str, connected: bool = True, loss: float = 0.0, **extra: Any) -> PeerReport:
+    """A side that worked: 300 frames of 20 ms over a 6 s window."""
+    values: dict[str, Any] = {
+        "connected": connected, "loss_pct": loss if connected else None, "jitter_ms": 1.0,
+        "rtt_ms": 2.0, "setup_s": 0.5 if connected else None,
+        "packets_received": 300 if connected else None, "packets_lost": 0,
+        "frames_received": 300 if connected else 0, "frame_ms": 20.0,
+        "window_s": WINDOW_S if connected else None}
+    values.update(extra)
+    return PeerReport(role=role, **values)
+
+
+def record(caller: PeerReport | None = None, callee: PeerReport | None = None,
+           expectation: Expectation | None = CONNECTS, **evidence: Any) -> CallRecord:
+    facts = CallEvidence(caller=caller or peer("caller"), callee=callee or peer("callee"),
+                         window_s=WINDOW_S, **evidence)
+    return build_record(IDENTITY, facts, expectation)
+
+
+def counted(rule: str, packets: int = 12) -> list[RuleCount]:
+    return [RuleCount(rule, packets, packets * 100)]
+
+
+# ------------------------------------------------------------------ scoring
 
 
 def test_worse_direction_sets_the_call_quality() -> None:
-    record = build_record(topology="t", policy="p", strategy="direct",
-                          caller=_peer("caller", loss=1.0), callee=_peer("callee", loss=40.0),
-                          expectation=None)
-    assert record.connected and record.loss_pct == 40.0
-    caller_mos, callee_mos = (d.mos for d in record.directions)
+    rec = record(peer("caller", loss=1.0), peer("callee", loss=40.0), expectation=None)
+    assert rec.connected and rec.loss_pct == 40.0
+    caller_mos, callee_mos = (d.mos for d in rec.directions)
     assert caller_mos is not None and callee_mos is not None
-    assert record.mos == callee_mos < caller_mos
-    assert record.verdict == "no-expectation"
+    assert rec.mos == callee_mos < caller_mos
+    assert rec.verdict == "no-expectation"
+
+
+def test_the_emodel_gets_the_senders_frame_duration() -> None:
+    # 60 ms frames add 40 ms of packetisation delay (one frame) over 20 ms ones:
+    # the same loss scores lower.
+    twenty = record(peer("caller"), peer("callee"), expectation=None)
+    sixty = record(peer("caller", frame_ms=60.0, frames_received=100),
+                   peer("callee", frame_ms=60.0, frames_received=100), expectation=None)
+    assert twenty.mos is not None and sixty.mos is not None
+    assert sixty.directions[0].r_factor < twenty.directions[0].r_factor  # type: ignore[operator]
+    assert sixty.directions[0].frames_expected == 100
+
+
+def test_a_direction_without_figures_is_an_error_not_a_perfect_score() -> None:
+    rec = record(callee=peer("callee", loss_pct=None))
+    assert rec.outcome == "error" and rec.verdict == "error"
+    assert "no loss figures from the callee" in rec.judgement["reasons"][-1]
+
+
+def test_a_clean_call_connects_and_passes() -> None:
+    rec = record()
+    assert rec.outcome == "connects" and rec.verdict == "pass", rec.judgement
+    assert rec.mos is not None and rec.mos >= 4.0
+
+
+def test_setup_includes_what_came_before_the_final_attempt() -> None:
+    facts = CallEvidence(peer("caller"), peer("callee"), WINDOW_S)
+    rec = build_record(IDENTITY, facts, CONNECTS, tunnel_up_s=2.6, setup_offset_s=2.6)
+    assert rec.setup_s == pytest.approx(0.5 + 2.6) and rec.tunnel_up_s == 2.6
+
+
+# ------------------------------------------------------------------ every failure kind
+
+
+@pytest.mark.parametrize("kind", DROPS)
+def test_a_call_that_dropped_after_media_is_not_connected(kind: str) -> None:
+    rec = record(caller=peer("caller", error=kind, failed_at_s=3.0))
+    assert rec.outcome == "fails" and rec.verdict == "fail", rec.judgement
+    assert rec.failure_kind == kind
+    assert any("dropped after media started" in r for r in rec.judgement["reasons"])
+
+
+@pytest.mark.parametrize("kind", NETWORK_FAILURES)
+def test_a_call_that_never_set_up_fails(kind: str) -> None:
+    rec = record(peer("caller", connected=False, error=kind),
+                 peer("callee", connected=False, error=kind), expectation=FAILS,
+                 counters=counted("stun-drop"))
+    assert rec.outcome == "fails" and rec.verdict == "pass", rec.judgement
+    assert rec.failure_kind == kind
+    assert rec.judgement["deciding_rules"] == [{"rule": "stun-drop", "packets": 12,
+                                                "bytes": 1200}]
+
+
+@pytest.mark.parametrize("kind", sorted(HARNESS_FAILURES))
+def test_a_harness_failure_is_an_error_whatever_was_expected(kind: str) -> None:
+    error = "internal-error: KeyError" if kind == "internal-error" else kind
+    for expectation in (CONNECTS, FAILS, DEGRADED):
+        rec = record(peer("caller", connected=False, error=error), peer("callee", False),
+                     expectation=expectation, counters=counted("stun-drop"))
+        assert rec.outcome == "error" and rec.verdict == "error", (kind, rec.judgement)
+
+
+def test_a_crashed_peer_is_an_error_even_where_failure_was_expected() -> None:
+    crashed = PeerReport.absent("callee", "peer-crashed-or-timed-out")
+    timelines = [PeerTimeline("caller", True, exited_s=5.0),
+                 PeerTimeline("callee", False, exited_s=1.0)]
+    rec = record(peer("caller", connected=False, error="peer-hung-up"), crashed,
+                 expectation=FAILS, counters=counted("stun-drop"), timelines=timelines)
+    assert rec.outcome == "error" and rec.verdict == "error"
+    assert "callee: peer-crashed" in rec.judgement["reasons"]
+
+
+def test_a_peer_killed_by_an_injected_fault_is_a_dropped_call() -> None:
+    killed = PeerReport.absent("callee", "peer-killed")
+    timelines = [PeerTimeline("caller", True, media_s=1.0, failed_s=4.5, exited_s=5.0),
+                 PeerTimeline("callee", False, media_s=1.0, exited_s=2.6, killed_s=2.5)]
+    rec = record(peer("caller", error="media-stalled"), killed, timelines=timelines,
+                 killed_by_fault=frozenset({"callee"}))
+    assert rec.outcome == "fails" and rec.verdict == "fail", rec.judgement
+    assert (rec.failure_kind, rec.failed_at_s) == ("peer-killed", 2.5)
+
+
+def test_a_peer_killed_without_a_fault_is_an_error() -> None:
+    timelines = [PeerTimeline("caller", True, exited_s=5.0),
+                 PeerTimeline("callee", False, exited_s=2.6, killed_s=2.5)]
+    rec = record(peer("caller"), PeerReport.absent("callee", "peer-killed"),
+                 timelines=timelines)
+    assert rec.outcome == "error"
+
+
+def test_every_failure_of_both_peers_is_kept() -> None:
+    # One peer's hang-up must not hide the other's stall.
+    timelines = [PeerTimeline("caller", True, media_s=0.5, failed_s=3.0, exited_s=3.1),
+                 PeerTimeline("callee", True, media_s=0.5, failed_s=4.0, exited_s=4.1)]
+    rec = record(peer("caller", error="peer-hung-up"), peer("callee", error="media-stalled"),
+                 timelines=timelines)
+    kinds = [(f["role"], f["kind"]) for f in rec.judgement["failures"]]
+    assert kinds == [("caller", "peer-hung-up"), ("callee", "media-stalled")]
+    assert rec.outcome == "fails"
+
+
+def test_a_peer_still_running_at_the_budget_is_an_error() -> None:
+    timelines = [PeerTimeline("caller", True, exited_s=40.0, stopped_at_budget=True),
+                 PeerTimeline("callee", True, exited_s=7.0)]
+    rec = record(timelines=timelines)
+    assert rec.outcome == "error" and rec.verdict == "error"
+
+
+def test_a_dead_service_is_an_error() -> None:
+    rec = record(peer("caller", False, error="setup-timeout"),
+                 peer("callee", False, error="setup-timeout"), expectation=FAILS,
+                 counters=counted("stun-drop"), harness_error="coturn relay did not restart")
+    assert rec.outcome == "error" and rec.verdict == "error"
+    assert rec.judgement["reasons"][-1] == "coturn relay did not restart"
+
+
+# ------------------------------------------------------------------ connects means the whole call
 
 
 def test_one_way_media_is_not_connected() -> None:
-    record = build_record(topology="t", policy="p", strategy="direct",
-                          caller=_peer("caller"), callee=_peer("callee", connected=False),
-                          expectation=Expectation(outcome="connects", min_mos=4.0))
-    assert not record.connected and record.mos is None and record.verdict == "fail"
+    rec = record(callee=peer("callee", connected=False, error="setup-timeout"))
+    assert not rec.connected and rec.mos is None and rec.verdict == "fail"
 
 
-@pytest.mark.parametrize("connected, mos, expectation, verdict", [
-    (True, 4.4, Expectation("connects", min_mos=4.0), "pass"),
-    (True, 3.9, Expectation("connects", min_mos=4.0), "fail"),
-    (False, None, Expectation("connects"), "fail"),
-    (False, None, Expectation("fails"), "pass"),
-    (True, 4.4, Expectation("fails"), "fail"),
-    (True, 1.2, Expectation("degraded", max_mos=3.0), "pass"),
-    (True, 3.2, Expectation("degraded", max_mos=3.0), "fail"),
-    (False, None, Expectation("degraded", max_mos=3.0), "fail"),
+def test_too_few_frames_decoded_is_degraded_not_connected() -> None:
+    frames = int(300 * MIN_FRAME_SHARE) - 1
+    rec = record(callee=peer("callee", frames_received=frames), expectation=CONNECTS)
+    assert rec.outcome == "degraded" and rec.verdict == "fail"
+    assert any("frames decoded" in r for r in rec.judgement["reasons"])
+
+
+def test_pesq_under_its_floor_is_degraded() -> None:
+    rec = record(pesq_mos=PESQ_FLOOR - 0.5)
+    assert rec.outcome == "degraded" and rec.verdict == "fail"
+    assert record(pesq_mos=PESQ_FLOOR + 0.5).outcome == "connects"
+
+
+def test_a_window_cut_short_without_a_failure_cannot_be_judged() -> None:
+    rec = record(callee=peer("callee", window_s=2.0))
+    assert rec.outcome == "error"
+
+
+def test_a_connected_call_under_min_mos_fails_its_expectation() -> None:
+    rec = record(peer("caller", loss=5.0), peer("callee", loss=5.0))
+    assert rec.outcome == "connects" and rec.mos is not None
+    assert DEGRADED_BELOW_MOS <= rec.mos < 4.0 and rec.verdict == "fail"
+
+
+# ------------------------------------------------------------------ negative verdicts need a cause
+
+
+def test_fails_passes_only_when_a_deciding_rule_counted() -> None:
+    failed = (peer("caller", False, error="setup-timeout"),
+              peer("callee", False, error="setup-timeout"))
+    caused = record(*failed, expectation=FAILS, counters=counted("stun-drop"))
+    assert caused.verdict == "pass"
+    assert "decided by stun-drop counted 12 packets" in caused.judgement["reasons"][0]
+    uncaused = record(*failed, expectation=FAILS,
+                      counters=counted("stun-drop", 0) + counted("other-rule"))
+    assert uncaused.verdict == "error" and uncaused.outcome == "fails"
+    assert "no deciding rule counted a packet (stun-drop=0)" in uncaused.judgement["reasons"][0]
+
+
+def test_a_rule_counts_through_all_of_its_counters() -> None:
+    counters = [RuleCount("police: mark", 5, 500), RuleCount("police", 0, 0),
+                RuleCount("policeman", 99, 9900)]
+    rec = record(peer("caller", loss=60.0), peer("callee", loss=60.0), expectation=DEGRADED,
+                 counters=counters)
+    assert rec.outcome == "degraded" and rec.verdict == "pass", rec.judgement
+    assert rec.judgement["deciding_rules"] == [{"rule": "police", "packets": 5, "bytes": 500}]
+
+
+def test_a_link_impairment_can_be_the_cause() -> None:
+    by_link = Expectation("degraded", basis="mechanism", decided_by=["link"])
+    lossy = (peer("caller", loss=60.0), peer("callee", loss=60.0))
+    assert record(*lossy, expectation=by_link, link_impaired=True).verdict == "pass"
+    assert record(*lossy, expectation=by_link, link_impaired=False).verdict == "error"
+
+
+def test_accepts_narrows_the_failure_kinds() -> None:
+    only_timeouts = Expectation("fails", basis="mechanism", decided_by=["stun-drop"],
+                                accepts=["setup-timeout"])
+    failed = record(peer("caller", False, error="ice-failed"),
+                    peer("callee", False, error="ice-failed"), expectation=only_timeouts,
+                    counters=counted("stun-drop"))
+    assert failed.verdict == "fail"
+    assert "not among the accepted" in failed.judgement["reasons"][0]
+
+
+@pytest.mark.parametrize("outcome_of_call, expectation, verdict", [
+    ("clean", CONNECTS, "pass"),
+    ("clean", FAILS, "fail"),
+    ("clean", DEGRADED, "fail"),
+    ("lossy", DEGRADED, "pass"),
+    ("lossy", CONNECTS, "fail"),
+    ("lossy", FAILS, "fail"),
+    ("none", FAILS, "pass"),
+    ("none", DEGRADED, "fail"),
+    ("none", CONNECTS, "fail"),
 ])
-def test_judge(connected: bool, mos: float | None, expectation: Expectation,
-               verdict: str) -> None:
-    assert judge(connected, mos, expectation) == verdict
+def test_verdict_table(outcome_of_call: str, expectation: Expectation, verdict: str) -> None:
+    peers = {"clean": (peer("caller"), peer("callee")),
+             "lossy": (peer("caller", loss=60.0), peer("callee", loss=60.0)),
+             "none": (peer("caller", False, error="setup-timeout"),
+                      peer("callee", False, error="setup-timeout"))}[outcome_of_call]
+    rec = record(*peers, expectation=expectation,
+                 counters=counted("stun-drop") + counted("police"))
+    assert rec.verdict == verdict, rec.judgement
 
 
-def test_observed_outcome_labels() -> None:
-    assert observed_outcome(False, None) == "fails"
-    assert observed_outcome(True, 4.3) == "connects"
-    assert observed_outcome(True, 2.0) == "degraded"
+def test_the_record_carries_its_expectation_basis_and_cause() -> None:
+    rec = record(peer("caller", False, error="setup-timeout"),
+                 peer("callee", False, error="setup-timeout"), expectation=FAILS,
+                 counters=counted("stun-drop"))
+    assert rec.expected == {"outcome": "fails", "basis": "mechanism",
+                            "decided_by": ["stun-drop"]}
+    assert rec.to_dict()["judgement"]["verdict"] == "pass"

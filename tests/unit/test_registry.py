@@ -7,8 +7,14 @@ import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
+from harness.netns.directory import ServiceDirectory
 from harness.netns.registry import STATE_FILE, OwnedProcess, Registry, list_runs, stale_runs
 from harness.testbed import remove_stale_labs
+
+SERVICES = ServiceDirectory(relay_ip="198.18.1.2", turn_port=3478, turns_port=443,
+                            turn_username="u", turn_password="p", ca_file="/x/ca.pem",
+                            stun_ip="198.18.2.2", stun_port=3478, signalling_ip="198.18.3.2",
+                            signalling_port=443)
 
 
 def _sleeper() -> subprocess.Popen[bytes]:
@@ -48,9 +54,10 @@ def test_a_recycled_pid_is_not_killed(tmp_path: Path) -> None:
 
 def test_state_round_trips_and_dead_owners_are_stale(tmp_path: Path) -> None:
     registry = Registry.create("topo.yaml", root=tmp_path)
-    registry.set_status("ready", services={"relay_ip": "198.18.1.2"})
+    registry.state.services = SERVICES
+    registry.set_status("ready")
     loaded = Registry.load(registry.dir)
-    assert loaded.state.status == "ready" and loaded.state.details["services"]
+    assert loaded.state.status == "ready" and loaded.state.services == SERVICES
     assert [r.state.run_id for r in list_runs(tmp_path)] == [registry.state.run_id]
     assert stale_runs(tmp_path) == []  # this process owns it and is alive
     loaded.state.owner_start_ticks += 1

@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import struct
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ from urllib.parse import unquote
 import pytest
 
 from harness import paths
-from harness.measure.record import CallRecord
+from harness.measure.record import CallRecord, Direction
 from harness.report.html import ReportError, load_run, record_from_dict, write_report
 from harness.report.plots import timeline_png
+from harness.report.results import format_table, tally
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
@@ -164,7 +166,9 @@ def build_run(root: Path, records: list[dict[str, Any]] | None = None,
         if record["connected"]:
             for name_ in ("caller-received.wav", "callee-received.wav"):
                 (call_dir / name_).write_bytes(b"RIFF\x24\x00\x00\x00WAVE")
-        files = record.get("files") if isinstance(record.get("files"), dict) else {}
+        files = record.get("files")
+        if not isinstance(files, dict):
+            files = {}
         if isinstance(files.get("pcap"), str) and not files["pcap"].startswith(("/", "..")):
             (run_dir / files["pcap"]).write_bytes(b"\xd4\xc3\xb2\xa1")
     return run_dir
@@ -347,6 +351,15 @@ def test_environment_table(run_dir: Path) -> None:
     assert [s["class"] for s in statuses] == ["status pass", "status fail"]
 
 
+def test_environment_names_the_commit(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path, environment={**ENVIRONMENT, "commit": "615dd64-dirty"})
+    env = read_page(write_report(run_dir))[0].split('id="environment"', 1)[1]
+    assert '<th scope="row">commit</th><td>615dd64-dirty</td>' in env
+    older = build_run(tmp_path, environment=ENVIRONMENT, name="run2")  # before it was recorded
+    env = read_page(write_report(older))[0].split('id="environment"', 1)[1]
+    assert ">commit</th>" not in env
+
+
 def test_without_environment_it_says_not_recorded(tmp_path: Path) -> None:
     run_dir = build_run(tmp_path, records=[make_record("baseline", "direct")])
     text, page = read_page(write_report(run_dir))
@@ -378,7 +391,8 @@ def test_empty_run_and_unreadable_runs(tmp_path: Path) -> None:
 
 
 def test_hostile_values_do_not_break_the_page(tmp_path: Path) -> None:
-    weird = make_record("p<o>l \"icy\"", "direct", mos="high", setup_s=True, expected=[1],
+    wrong_types: dict[str, Any] = {"mos": "high", "expected": [1]}
+    weird = make_record("p<o>l \"icy\"", "direct", **wrong_types, setup_s=True,
                         timeline={"t": 1}, events="boom", pesq=[4.0], files="x.wav",
                         censor_counters={"rule": "r"}, failed_at_s="soon",
                         directions=["x", {"receiver": None, "mos": "?"}])
@@ -443,5 +457,284 @@ def test_a_record_survives_the_round_trip_through_results_json() -> None:
                         path_changes=[{"role": "caller", "path": "tcp-relay", "at_s": 5.0}],
                         timeline=[{"t": 0, "packets": 50}], events=[{"at_s": 1.0, "what": "x"}],
                         censor_counters=[{"rule": "r", "packets": 3, "bytes": 300}],
-                        files={"pcap": "calls/x/censor.pcap"}, pesq={"mos_lqo": 4.1})
+                        files={"pcap": "calls/x/censor.pcap"}, pesq={"mos_lqo": 4.1},
+                        directions=[Direction("caller", 300, 0, 0.0, 1.0, 40.0, 4.38, 93.0,
+                                              frames_received=98, frames_expected=100,
+                                              window_s=6.0)],
+                        judgement=judgement("pass", "connects", ["ok"],
+                                            failures=[{"role": "callee", "kind": "x",
+                                                       "at_s": None, "after_media": True}],
+                                            rules=[("r", 3, 300)]),
+                        tunnel_up_s=2.6)
     assert record_from_dict(json.loads(json.dumps(record.to_dict()))) == record
+
+
+# ---------------------------------------------------------------- verdicts with their evidence
+
+def judgement(verdict: str, outcome: str, reasons: list[str],
+              failures: list[dict[str, Any]] | None = None,
+              rules: Sequence[tuple[str, int, int]] = ()) -> dict[str, Any]:
+    return {"outcome": outcome, "verdict": verdict, "reasons": reasons,
+            "failures": failures or [],
+            "deciding_rules": [{"rule": r, "packets": p, "bytes": b} for r, p, b in rules]}
+
+
+def frames(received: int | None, expected: int | None, window: float | None) -> dict[str, Any]:
+    return {"frames_received": received, "frames_expected": expected, "window_s": window}
+
+
+def judged_records() -> list[dict[str, Any]]:
+    """One call of each kind the judge gives: connects/pass [report], fails/pass
+    decided by a rule [mechanism], degraded/fail [observed], error, skipped."""
+    connects = make_record(
+        "baseline", "direct", expected={"outcome": "connects", "basis": "report", "min_mos": 4.0,
+                                        "source": "rkn-2025-03, ooni-2024"},
+        judgement=judgement("pass", "connects", ["media both ways for the whole window, "
+                                                 "MOS 4.38"]),
+        tunnel_up_s=None)
+    for direction in connects["directions"]:
+        direction.update(frames(497, 500, 10.0))
+    fails = make_record(
+        "rkn-2025-calls", "direct", outcome="fails", mos=None,
+        expected={"outcome": "fails", "basis": "mechanism", "decided_by": ["stun-to-relays"],
+                  "accepts": ["setup-timeout"]},
+        judgement=judgement(
+            "pass", "fails",
+            ["decided by stun-to-relays counted 14 packets",
+             "no media at the caller and callee (caller setup-timeout, callee setup-timeout)"],
+            failures=[{"role": "caller", "kind": "setup-timeout", "at_s": 15.0,
+                       "after_media": False},
+                      {"role": "callee", "kind": "setup-timeout", "at_s": 15.2,
+                       "after_media": False}],
+            rules=[("stun-to-relays", 14, 1680)]),
+        censor_counters=[{"rule": "stun-to-relays", "packets": 14, "bytes": 1680}])
+    degraded = make_record(
+        "udp-police-16k", "wireguard", outcome="degraded", verdict="fail", mos=1.12,
+        expected={"outcome": "fails", "basis": "observed", "decided_by": ["police-udp-16k"],
+                  "measured": "2fb5213: connected, degraded, MOS 1.12, 84.9 % loss"},
+        judgement=judgement("fail", "degraded",
+                            ["expected fails, observed degraded", "E-model MOS 1.12 < 3.0"],
+                            rules=[("police-udp-16k", 3120, 410000)]),
+        tunnel_up_s=2.61)
+    for direction in degraded["directions"]:
+        direction.update(frames(75, 500, 9.8))
+    error = make_record(
+        "baseline", "turn-udp", outcome="error", verdict="error", mos=None,
+        expected={"outcome": "connects", "basis": "mechanism"},
+        judgement=judgement("error", "error", ["could not be judged", "callee: peer-crashed"],
+                            failures=[{"role": "callee", "kind": "peer-crashed", "at_s": 3.4,
+                                       "after_media": False}]))
+    uncaused = make_record(
+        "relay-block", "turn-tls-443", outcome="fails", verdict="error", mos=None,
+        expected={"outcome": "fails", "basis": "mechanism", "decided_by": ["block-relays"]},
+        judgement=judgement("error", "fails",
+                            ["fails, but no deciding rule counted a packet (block-relays=0): "
+                             "the censor did not cause it"],
+                            rules=[("block-relays", 0, 0)]))
+    skipped = [make_record(
+        "vpn-block", strategy, outcome="skipped", verdict="skipped", mos=None,
+        connected=False, setup_s=None, directions=[],
+        expected={"outcome": "fails", "basis": "mechanism", "decided_by": ["handshake"]},
+        judgement=judgement("skipped", "skipped", [f"missing {tools}"]))
+        for strategy, tools in (("wireguard", "wireguard-go, wg"), ("openvpn-tcp", "openvpn"))]
+    return [connects, fails, degraded, error, uncaused, *skipped]
+
+
+def records_of(raws: list[dict[str, Any]]) -> list[CallRecord]:
+    return [record_from_dict(json.loads(json.dumps(r))) for r in raws]
+
+
+def table_line(table: str, *words: str) -> str:
+    (line,) = [ln for ln in table.splitlines() if all(w in ln.split() for w in words)]
+    return line
+
+
+def test_table_shows_basis_decided_by_and_counts_errors_and_skips_apart() -> None:
+    table = format_table(records_of(judged_records()))
+    header = table.splitlines()[0]
+    assert "decided by" in header and header.index("verdict") < header.index("decided by")
+    assert "connects mos>=4.0 [report]" in table_line(table, "baseline", "direct")
+    fails = table_line(table, "rkn-2025-calls", "direct")
+    assert "fails [mechanism]" in fails and "stun-to-relays=14" in fails
+    assert re.search(r"\bpass\b", fails)
+    degraded = table_line(table, "udp-police-16k")
+    assert "fails [observed]" in degraded and "FAIL" in degraded
+    assert "police-udp-16k=3120" in degraded
+    error = table_line(table, "baseline", "turn-udp")
+    assert re.search(r"\berror\s+ERROR\b", error)
+    assert "block-relays=0" in table_line(table, "relay-block") and \
+        "ERROR" in table_line(table, "relay-block")
+    assert re.search(r"\bskipped\s+skipped\b", table_line(table, "vpn-block", "wireguard"))
+    footer = table.splitlines()[-2:]
+    assert footer == [
+        "2/7 calls as expected; 1 failed; 2 calls could not be judged (error); "
+        "2 skipped (missing wireguard-go, wg, openvpn)",
+        "expectations: 1 report, 1 mechanism, 1 observed (judged calls)"]
+
+
+def test_table_footer_counts_without_errors_and_for_old_records() -> None:
+    old = make_record("udp-throttle", "direct", outcome="degraded", mos=1.2,
+                      expected={"outcome": "degraded", "max_mos": 3.0})
+    table = format_table(records_of([old, make_record("baseline", "direct")]))
+    line = table_line(table, "udp-throttle")
+    assert "degraded mos<3.0" in line and "[" not in line
+    assert line.split()[line.split().index("pass") + 1] == "-"  # nothing decided it
+    assert table.splitlines()[-2:] == [
+        "2/2 calls as expected; 0 failed; 0 calls could not be judged (error); 0 skipped",
+        "expectations: 0 report, 0 mechanism, 0 observed, 2 without a basis (judged calls)"]
+    single = format_table(records_of([judged_records()[3]]))
+    assert "0/1 calls as expected; 0 failed; 1 call could not be judged (error)" in single
+    # Errors and skips are no judged calls: their bases are not counted.
+    assert single.endswith("expectations: 0 report, 0 mechanism, 0 observed (judged calls)")
+
+
+def test_tally_counts_each_verdict_once() -> None:
+    counts = tally(records_of(judged_records()))
+    assert (counts.total, counts.passed, counts.failed, counts.errors, counts.skipped) == \
+        (7, 2, 1, 2, 2)
+    assert counts.missing == ("wireguard-go", "wg", "openvpn")
+    assert dict(counts.bases) == {"report": 1, "mechanism": 1, "observed": 1}
+
+
+@pytest.fixture
+def judged_run(tmp_path: Path) -> Path:
+    return build_run(tmp_path, records=judged_records())
+
+
+def test_header_counts_errors_skips_and_bases_apart(judged_run: Path) -> None:
+    text, page = read_page(write_report(judged_run))
+    check_self_contained(text, page, judged_run)
+    header = text.split("</header>", 1)[0]
+    assert "<strong>7 calls: </strong>" in header
+    for css, words in (("pass", "2 as expected"), ("fail", "1 not as expected"),
+                       ("error", "2 calls could not be judged (error)"),
+                       ("skipped", "2 skipped (missing wireguard-go, wg, openvpn)")):
+        assert f'<span class="badge {css}">{words}</span>' in header
+    assert "expectations: 1 report, 1 mechanism, 1 observed (judged calls)" in header
+    assert '<a href="#unjudged">' in header
+
+
+def test_matrix_colours_errors_and_skips_apart_and_shows_basis_and_cause(
+        judged_run: Path) -> None:
+    text, page = read_page(write_report(judged_run))
+    entries = {e["data-call"]: (set(e["class"].split()) - {"entry"}).pop()
+               for e in page.find("a", "entry")}
+    assert entries == {"call-baseline--direct": "pass", "call-rkn-2025-calls--direct": "pass",
+                       "call-udp-police-16k--wireguard": "fail",
+                       "call-baseline--turn-udp": "error",
+                       "call-relay-block--turn-tls-443": "error",
+                       "call-vpn-block--wireguard": "skipped",
+                       "call-vpn-block--openvpn-tcp": "skipped"}
+    cells = [(set(c["class"].split()) - {"cell"}).pop() for c in page.find("td", "cell")]
+    assert cells.count("error") == 2 and cells.count("skipped") == 2
+    matrix = text.split('id="matrix"', 1)[1].split('id="unjudged"', 1)[0]
+    assert "expected: connects mos&gt;=4.0 [report: rkn-2025-03, ooni-2024]" in matrix
+    assert "expected: fails [mechanism]" in matrix
+    assert "expected: fails [observed]" in matrix
+    assert "measured: 2fb5213: connected, degraded, MOS 1.12, 84.9 % loss" in matrix
+    assert '<span class="decided">decided by stun-to-relays=14 packets</span>' in matrix
+    assert '<span class="decided">decided by police-udp-16k=3120 packets</span>' in matrix
+    assert '<span class="decided">decided by block-relays=0 packets</span>' in matrix
+    # An error names what broke, not just "could not be judged"; a skip why it was not placed.
+    assert '<span class="why">callee: peer-crashed</span>' in matrix
+    assert "not placed: missing wireguard-go, wg" in matrix
+    assert "swatch error" in matrix and "swatch skipped" in matrix
+
+
+def test_calls_that_could_not_be_judged_are_listed_with_their_reasons(judged_run: Path) -> None:
+    text, _ = read_page(write_report(judged_run))
+    unjudged = text.split('<section id="unjudged">', 1)[1].split("</section>", 1)[0]
+    assert "<h2>Calls that could not be judged</h2>" in unjudged
+    rows = re.findall(r'<tr class="(error|skipped)"><td><a href="#([^"]+)">', unjudged)
+    assert rows == [("error", "call-baseline--turn-udp"),
+                    ("error", "call-relay-block--turn-tls-443"),
+                    ("skipped", "call-vpn-block--wireguard"),
+                    ("skipped", "call-vpn-block--openvpn-tcp")]
+    assert "<li>callee: peer-crashed</li>" in unjudged
+    assert "no deciding rule counted a packet (block-relays=0)" in unjudged
+    assert "<li>missing wireguard-go, wg</li>" in unjudged
+    assert "<li>missing openvpn</li>" in unjudged
+    assert "baseline--direct" not in unjudged and "udp-police-16k" not in unjudged
+
+
+def test_a_run_without_errors_says_every_call_was_judged(tmp_path: Path) -> None:
+    text, _ = read_page(write_report(build_run(tmp_path, records=judged_records()[:3])))
+    unjudged = text.split('<section id="unjudged">', 1)[1].split("</section>", 1)[0]
+    assert "none: every call was judged" in unjudged and "<table" not in unjudged
+    assert '<span class="badge error">0 calls could not be judged (error)</span>' in text
+
+
+def test_call_detail_carries_the_judgement_and_its_evidence(judged_run: Path) -> None:
+    text, _ = read_page(write_report(judged_run))
+    fails = section(text, "call-rkn-2025-calls--direct")
+    assert "<strong>decided by</strong> stun-to-relays counted 14 packets (1680 bytes)" in fails
+    assert "<li>decided by stun-to-relays counted 14 packets</li>" in fails
+    assert ('<tr><td>stun-to-relays</td><td class="num">14</td><td class="num">1680</td></tr>'
+            in fails)
+    failures = fails.split("Failures of both peers", 1)[1]
+    assert re.search(r"<td>caller</td><td class=\"nowrap\">setup-timeout</td>"
+                     r"<td class=\"num\">15.00 s</td><td>no</td>", failures)
+    assert "<td>callee</td>" in failures
+    assert "mechanism (derived from the rules alone)" in fails and "accepts" in fails
+    # A negative verdict carries the rule that decided it and what it counted.
+    failed = section(text, "call-udp-police-16k--wireguard")
+    assert "<strong>decided by</strong> police-udp-16k counted 3120 packets" in failed
+    assert '<p class="why fail">expected fails, observed degraded</p>' in failed
+    assert "observed (measured: 2fb5213: connected, degraded, MOS 1.12, 84.9 % loss)" in failed
+    assert "2.61 s (part of the setup time)" in failed
+    assert "75 / 500 (15.0 %)" in failed and "9.8 s" in failed
+    # A rule that counted nothing is marked: it did not cause the call's fate.
+    uncaused = section(text, "call-relay-block--turn-tls-443")
+    assert ('<tr class="zero"><td>block-relays</td><td class="num">0</td>' in uncaused)
+    assert '<p class="why error">fails, but no deciding rule counted a packet' in uncaused
+    error = section(text, "call-baseline--turn-udp")
+    assert '<span class="badge error">error</span>' in error
+    assert "<li>could not be judged</li><li>callee: peer-crashed</li>" in error
+    assert '<p class="why error">callee: peer-crashed</p>' in error
+    connects = section(text, "call-baseline--direct")
+    assert "497 / 500 (99.4 %)" in connects and "10.0 s" in connects
+    assert "report (sources: rkn-2025-03, ooni-2024)" in connects
+    assert '<p class="why' not in connects
+    skipped = section(text, "call-vpn-block--wireguard")
+    assert "<li>missing wireguard-go, wg</li>" in skipped and "Key figures" not in skipped
+    assert re.search(r'<section class="call skipped" id="call-vpn-block--wireguard">', text)
+
+
+def test_old_records_say_the_judgement_was_not_recorded(tmp_path: Path) -> None:
+    run_dir = build_run(tmp_path, records=[make_record("baseline", "direct")])
+    text, _ = read_page(write_report(run_dir))
+    body = section(text, "call-baseline--direct")
+    assert "reasons not recorded" in body
+    assert "<th scope=\"row\">tunnel up</th><td>not recorded</td>" in body
+    assert "[basis not recorded]" in text
+
+
+def test_record_from_dict_reads_old_and_new_fields() -> None:
+    old = record_from_dict(make_record("baseline", "direct"))
+    assert old.judgement == {} and old.tunnel_up_s is None
+    assert [(d.frames_received, d.frames_expected, d.window_s) for d in old.directions] == \
+        [(None, None, None)] * 2
+    raw = judged_records()[2]
+    new = record_from_dict(raw)
+    assert new.judgement == raw["judgement"] and new.tunnel_up_s == 2.61
+    assert [(d.frames_received, d.frames_expected, d.window_s) for d in new.directions] == \
+        [(75, 500, 9.8)] * 2
+    assert new.expected is not None and new.expected["basis"] == "observed"
+    skipped = record_from_dict(judged_records()[5])
+    assert (skipped.outcome, skipped.verdict) == ("skipped", "skipped")
+
+
+def test_hostile_judgements_do_not_break_the_page_or_the_table(tmp_path: Path) -> None:
+    weird = make_record("p", "direct", verdict="error", outcome="error", tunnel_up_s="soon",
+                        expected={"outcome": "fails", "basis": 7, "source": ["a", None],
+                                  "decided_by": "link"},
+                        judgement={"reasons": "boom", "failures": [1, None, {"kind": None}],
+                                   "deciding_rules": [{"rule": None, "packets": "many"}, "x"]})
+    weird["directions"][0].update(frames_received="x", frames_expected=True, window_s=None)
+    other = make_record("q", "direct", judgement=["not", "a", "mapping"])
+    run_dir = build_run(tmp_path, records=[weird, other])
+    text, page = read_page(write_report(run_dir))
+    check_self_contained(text, page, run_dir)
+    assert len(page.find("a", "entry")) == 2
+    table = format_table([call.record for call in load_run(run_dir).calls])
+    assert "?=?" in table and "ERROR" in table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,37 @@ def test_shipped_topologies_load(path: Path) -> None:
     assert load_topology(path).name == path.stem
 
 
+SOURCES_MD = Path(__file__).resolve().parents[2] / "docs" / "sources.md"
+# A path outside the repository (the research notes callwall was built from).
+OUTSIDE = re.compile(r"\.\./|\bshared\b|\.md\b")
+SOURCE_IDS = re.compile(r"(S\d+(?:-S\d+)?(?:, S\d+(?:-S\d+)?)*): ")
+
+
+def _cited_ids(text: str) -> set[str]:
+    """The docs/sources.md entries a provenance line cites ("S1-S4, S13: ...")."""
+    found = SOURCE_IDS.match(text)
+    assert found is not None, f"{text!r} does not start with entry ids of docs/sources.md"
+    ids: set[str] = set()
+    for part in found[1].split(", "):
+        first, _, last = part.partition("-")
+        ids.update(f"S{n}" for n in range(int(first[1:]), int((last or first)[1:]) + 1))
+    return ids
+
+
 @pytest.mark.parametrize("path", paths.all_policies(), ids=lambda p: p.stem)
 def test_shipped_policies_load_and_cite_the_research(path: Path) -> None:
     topology = load_topology(paths.TOPOLOGIES / "ru-to-abroad.yaml")
     policy = load_policy(path, topology.sets.keys())
     assert policy.name == path.stem
-    assert any("restrictions.md" in source for source in policy.provenance.sources)
+    entries = set(re.findall(r"^### (S\d+) ", SOURCES_MD.read_text(), re.MULTILINE))
+    assert policy.provenance.sources
+    for source in policy.provenance.sources:
+        assert _cited_ids(source) <= entries, source
+        assert not OUTSIDE.search(source), f"{source!r} points outside the repository"
+    for by_strategy in policy.expect.values():
+        for expectation in by_strategy.values():
+            if expectation.basis == "report":
+                assert _cited_ids(expectation.source + ": ") <= entries, expectation.source
     assert all(g.startswith("[S]") for g in policy.provenance.guesses)
 
 

@@ -14,11 +14,11 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from harness.calls.strategies import STRATEGIES
 from harness.netns.endpoint import Endpoint
+from harness.services.pki import issue_tunnel_pki
 from harness.tunnels import INNER_STRATEGIES, TUNNEL_STRATEGIES, inner_strategy
 from harness.tunnels.naming import IFNAMSIZ_MAX, KIND_LETTERS, interface_name, next_tunnel_names
 from harness.tunnels.openvpn import OpenVpnSide
 from harness.tunnels.openvpn import render_config as openvpn_config
-from harness.tunnels.pki import issue_tunnel_pki
 from harness.tunnels.routing import (
     TunnelAddressing,
     exit_firewall,

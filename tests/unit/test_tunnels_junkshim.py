@@ -4,9 +4,13 @@ censor's WireGuard signature sees of a handshake after it."""
 from __future__ import annotations
 
 import random
+import select
 import socket
 import struct
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -14,6 +18,7 @@ from hypothesis import strategies as st
 
 from harness.censor.signatures import matches
 from harness.spec.policy import Signature
+from harness.tunnels import junkshim
 from harness.tunnels.junkshim import (
     INITIATION_SIZE,
     RESPONSE_SIZE,
@@ -166,3 +171,35 @@ def test_any_valid_params_round_trip(jc: int, jmin: int, extra: int, s1: int, s2
     receiver = JunkCodec(params, random.Random(0))
     assert [m for m in map(receiver.deobfuscate, sent) if m is not None] == [message]
     assert not any(matches(WIREGUARD, d, "udp", WG_PORT) for d in sent)
+
+
+SHIM = Path(junkshim.__file__)
+
+
+def _by_path(*args: str) -> list[str]:
+    """As wireguard.py starts the shim (by path), but with no site-packages
+    (-I -S): it must not need an installed callwall to find harness.netns."""
+    return [sys.executable, "-I", "-S", str(SHIM), *args]
+
+
+def test_run_by_path_a_bad_endpoint_is_named(tmp_path: Path) -> None:
+    result = subprocess.run(_by_path("client", "--listen", "127.0.0.1", "--forward",
+                                     "127.0.0.1:9", "--params", JunkParams().to_arg()),
+                            capture_output=True, text=True, timeout=20, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "argument --listen: expected IP:PORT, got '127.0.0.1'" in result.stderr
+
+
+def test_run_by_path_the_server_shim_comes_up(tmp_path: Path) -> None:
+    proc = subprocess.Popen(_by_path("server", "--listen", f"127.0.0.1:{_free_port()}",
+                                     "--forward", f"127.0.0.1:{WG_PORT}",
+                                     "--params", JunkParams().to_arg()),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        ready, _, _ = select.select([proc.stdout], [], [], 20)
+        line = proc.stdout.readline() if ready else b""
+        assert line == b"junkshim server ready\n", proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.kill()
+        proc.communicate()

@@ -7,8 +7,15 @@
             waits for N hellos, then streams to each hello's sender)
   udp-fetch --to IP:PORT --flows N --seconds S [--timeline]           (says hello
             from N sockets, counts what each receives)
+  owd-send  --to IP:PORT --count N --pps R [--size B]             (one stamped flow)
+  owd-recv  --listen IP:PORT --count N --seconds S [--idle S]       (every packet's
+            one-way delay: see owd.report)
   tcp-serve --listen IP:PORT --bytes B --seconds S
   tcp-fetch --to IP:PORT --seconds S --stall-s T
+
+Pacing is in packets per second of --size UDP payload bytes (a rate of R kbit/s
+of payload is R * 1000 / (8 * size) pps). Receivers print "ready" on stderr
+once bound.
 """
 
 from __future__ import annotations
@@ -21,12 +28,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict
 
-from harness.measure.traffic import tcp, udp
+from harness.measure.traffic import owd, tcp, udp
+from harness.netns.endpoint import Endpoint
+
+SINK_RCVBUF_BYTES = 1 << 22
+OWD_RCVBUF_BYTES = 16 * 1024 * 1024
 
 
-def _endpoint(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    return host, int(port)
+def _address(text: str) -> tuple[str, int]:
+    """IP:PORT through Endpoint.parse, its message as argparse's error."""
+    try:
+        return Endpoint.parse(text).as_tuple()
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _flow_list(text: str) -> tuple[int, ...]:
@@ -54,7 +68,7 @@ def cmd_udp_send(args: argparse.Namespace) -> Mapping[str, object]:
     sockets = udp.open_flow_sockets(args.flows, args.source_port)
     started = time.monotonic()
     try:
-        sent = udp.paced_send(sockets, [_endpoint(args.to)] * args.flows, pacing,
+        sent = udp.paced_send(sockets, [args.to] * args.flows, pacing,
                               udp.filler_builder(_signature(args)), args.first_flow)
     finally:
         for sock in sockets:
@@ -66,7 +80,7 @@ def cmd_udp_send(args: argparse.Namespace) -> Mapping[str, object]:
 def cmd_udp_packet(args: argparse.Namespace) -> Mapping[str, object]:
     """Exact payloads, each from a fresh socket (a new flow): crafted packets
     for the classifiers, with no trailer."""
-    target = _endpoint(args.to)
+    target = args.to
     if args.source_port:  # one flow, continued across runs
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.bind(("0.0.0.0", args.source_port))
@@ -80,18 +94,16 @@ def cmd_udp_packet(args: argparse.Namespace) -> Mapping[str, object]:
 
 
 def cmd_udp_sink(args: argparse.Namespace) -> Mapping[str, object]:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        sock.bind(_endpoint(args.listen))
+    with udp.open_sink(args.listen, SINK_RCVBUF_BYTES) as sock:
         print("ready", file=sys.stderr, flush=True)
-        return _report(udp.count_flows([sock], args.seconds, args.timeline,
-                                       until_idle_s=args.until_idle))
+        return _report(udp.receive([sock], args.seconds, timeline=args.timeline,
+                                   until_idle_s=args.until_idle).flows)
 
 
 def cmd_udp_serve(args: argparse.Namespace) -> Mapping[str, object]:
     pacing = udp.Pacing(args.flows, args.pps, args.size, args.seconds)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(_endpoint(args.listen))
+        sock.bind(args.listen)
         print("ready", file=sys.stderr, flush=True)
         peers = udp.wait_for_hellos(sock, args.flows, args.wait)
         sent = udp.paced_send([sock] * args.flows, list(peers), pacing, udp.filler_builder())
@@ -100,26 +112,48 @@ def cmd_udp_serve(args: argparse.Namespace) -> Mapping[str, object]:
 
 def cmd_udp_fetch(args: argparse.Namespace) -> Mapping[str, object]:
     sockets = udp.open_flow_sockets(args.flows)
-    target = _endpoint(args.to)
+    target = args.to
     for _ in range(2):  # a lost hello would cost the whole flow
         for sock in sockets:
             sock.sendto(udp.HELLO, target)
     try:
-        return _report(udp.count_flows(sockets, args.seconds, args.timeline, by_socket=True,
-                                       until_idle_s=args.until_idle))
+        return _report(udp.receive(sockets, args.seconds, timeline=args.timeline,
+                                   by_socket=True, until_idle_s=args.until_idle).flows)
     finally:
         for sock in sockets:
             sock.close()
 
 
+def cmd_owd_send(args: argparse.Namespace) -> Mapping[str, object]:
+    """`count` stamped packets at `pps` on an absolute schedule, each sent as
+    soon as it is due (no early slack: a delay probe's spacing is its own)."""
+    pacing = udp.Pacing.packets(args.count, args.pps, args.size, stamped=True, slack_s=0.0)
+    sockets = udp.open_flow_sockets(1)
+    started = time.monotonic()
+    try:
+        sent = udp.paced_send(sockets, [args.to], pacing, udp.filler_builder())
+    finally:
+        sockets[0].close()
+    return {"sent": sent[0], "seconds": round(time.monotonic() - started, 3)}
+
+
+def cmd_owd_recv(args: argparse.Namespace) -> Mapping[str, object]:
+    """Until --seconds pass, or --idle after the last packet once one came;
+    at most 2 × --count packets (duplicates can double them, no more)."""
+    with udp.open_sink(args.listen, OWD_RCVBUF_BYTES, stamped=True) as sock:
+        print("ready", file=sys.stderr, flush=True)
+        return owd.report(udp.receive([sock], args.seconds, until_idle_s=args.idle,
+                                      stamped=True, max_packets=2 * args.count))
+
+
 def cmd_tcp_serve(args: argparse.Namespace) -> Mapping[str, object]:
     print("ready", file=sys.stderr, flush=True)
-    return {"sent": tcp.serve_bulk(_endpoint(args.listen), args.bytes, args.seconds,
+    return {"sent": tcp.serve_bulk(args.listen, args.bytes, args.seconds,
                                    args.await_hello)}
 
 
 def cmd_tcp_fetch(args: argparse.Namespace) -> Mapping[str, object]:
-    return asdict(tcp.fetch(_endpoint(args.to), args.seconds, args.stall_s,
+    return asdict(tcp.fetch(args.to, args.seconds, args.stall_s,
                             bytes.fromhex(args.hello_hex)))
 
 
@@ -129,7 +163,7 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
     send = sub.add_parser("udp-send")
-    send.add_argument("--to", required=True)
+    send.add_argument("--to", required=True, type=_address)
     send.add_argument("--first-flow", type=int, default=0)
     send.add_argument("--signature-hex")
     send.add_argument("--signature-at", type=int, default=1)
@@ -142,13 +176,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="first source port (flow i uses it + i); default: any")
     send.set_defaults(run=cmd_udp_send)
     packet = sub.add_parser("udp-packet")
-    packet.add_argument("--to", required=True)
+    packet.add_argument("--to", required=True, type=_address)
     packet.add_argument("--payload-hex", action="append", required=True)
     packet.add_argument("--source-port", type=int, default=0,
                         help="send all payloads from this port, as one flow")
     packet.set_defaults(run=cmd_udp_packet)
     serve = sub.add_parser("udp-serve")
-    serve.add_argument("--listen", required=True)
+    serve.add_argument("--listen", required=True, type=_address)
     serve.add_argument("--wait", type=float, default=10.0)
     serve.set_defaults(run=cmd_udp_serve)
     for p in (send, serve):
@@ -157,10 +191,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--size", type=int, default=200, help="UDP payload bytes")
         p.add_argument("--seconds", type=float, required=True)
     sink = sub.add_parser("udp-sink")
-    sink.add_argument("--listen", required=True)
+    sink.add_argument("--listen", required=True, type=_address)
     sink.set_defaults(run=cmd_udp_sink)
     fetch = sub.add_parser("udp-fetch")
-    fetch.add_argument("--to", required=True)
+    fetch.add_argument("--to", required=True, type=_address)
     fetch.add_argument("--flows", type=int, default=1)
     fetch.set_defaults(run=cmd_udp_fetch)
     for p in (sink, fetch):
@@ -168,18 +202,32 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--timeline", action="store_true")
         p.add_argument("--until-idle", type=float)
     tserve = sub.add_parser("tcp-serve")
-    tserve.add_argument("--listen", required=True)
+    tserve.add_argument("--listen", required=True, type=_address)
     tserve.add_argument("--bytes", type=int, required=True)
     tserve.add_argument("--seconds", type=float, required=True)
     tserve.add_argument("--await-hello", action="store_true",
                         help="send only after the client's first bytes arrive")
     tserve.set_defaults(run=cmd_tcp_serve)
     tfetch = sub.add_parser("tcp-fetch")
-    tfetch.add_argument("--to", required=True)
+    tfetch.add_argument("--to", required=True, type=_address)
     tfetch.add_argument("--seconds", type=float, required=True)
     tfetch.add_argument("--stall-s", type=float, default=1.0)
     tfetch.add_argument("--hello-hex", default="", help="bytes to send first (hex)")
     tfetch.set_defaults(run=cmd_tcp_fetch)
+    osend = sub.add_parser("owd-send")
+    osend.add_argument("--to", required=True, type=_address)
+    osend.add_argument("--count", type=int, required=True)
+    osend.add_argument("--pps", type=float, required=True)
+    osend.add_argument("--size", type=int, default=200,
+                       help=f"UDP payload bytes (at least {udp.STAMPED_MIN_SIZE})")
+    osend.set_defaults(run=cmd_owd_send)
+    orecv = sub.add_parser("owd-recv")
+    orecv.add_argument("--listen", required=True, type=_address)
+    orecv.add_argument("--count", type=int, required=True, help="packets the sender sends")
+    orecv.add_argument("--seconds", type=float, required=True)
+    orecv.add_argument("--idle", type=float, default=1.0,
+                       help="stop this long after the last packet (default 1 s)")
+    orecv.set_defaults(run=cmd_owd_recv)
     return parser
 
 

@@ -1,6 +1,6 @@
 """Both ends of a traffic measurement in a running lab: the receiving end is
 started (recorded, so teardown stops it), the sending end run to completion,
-and both JSON reports returned."""
+and both JSON reports returned (or, for one-way delays, an OwdTrace)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.measure.traffic.owd import OwdTrace
 from harness.measure.traffic.udp import Signature
+from harness.netns.host import LabHost
+from harness.netns.network import LabNetwork as Lab
 from harness.netns.process import wait_listening
-from harness.testbed import Lab
 
 TRAFFIC = [sys.executable, "-m", "harness.measure.traffic"]
 READY_S = 5.0
@@ -50,12 +52,17 @@ def _log_dir(lab: Lab) -> Path:
 
 def _start(lab: Lab, host: str, args: list[str], proto: str, port: int
            ) -> subprocess.Popen[bytes]:
-    proc = lab.host(host).start([*TRAFFIC, *args], what="traffic",
-                                log=_log_dir(lab) / f"traffic-{host}.log",
-                                stdout=subprocess.PIPE)
+    return _start_on(lab.host(host), args, proto, port, _log_dir(lab) / f"traffic-{host}.log")
+
+
+def _start_on(host: LabHost, args: list[str], proto: str, port: int, log: Path
+              ) -> subprocess.Popen[bytes]:
+    proc = host.start([*TRAFFIC, *args], what="traffic", log=log, stdout=subprocess.PIPE)
     if wait_listening(proc.pid, [(proto, port)], READY_S):
         proc.kill()
-        raise TrafficError(f"traffic {args[0]} in {host} did not open {proto}/{port}")
+        proc.wait()
+        raise TrafficError(f"traffic {args[0]} in {host.name} did not open {proto}/{port}: "
+                           f"see {log}")
     return proc
 
 
@@ -213,3 +220,26 @@ def start_udp_sink(lab: Lab, host: str, port: int, seconds: float,
 def finish_udp_sink(proc: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
     """The sink's report: {"flows": {flow id: tally}}."""
     return _finish(proc, timeout)
+
+
+def one_way_delays(sender: LabHost, receiver: LabHost, address: str, *, count: int,
+                   pps: float, size: int = 200, port: int = 40_400,
+                   tail_s: float = 3.0) -> OwdTrace:
+    """Send `count` stamped probes from `sender` to `address` (one of
+    `receiver`'s) and return what arrived. The receiver is a recorded
+    process of the run; it stops `tail_s` after the last packet."""
+    base = receiver.registry.files if receiver.registry is not None else Path("/tmp")
+    target = f"{address}:{port}"
+    listening = _start_on(receiver, ["owd-recv", "--listen", target, "--count", str(count),
+                                     "--seconds", str(count / pps + tail_s + 5.0),
+                                     "--idle", str(tail_s)],
+                          "udp", port, base / f"owd-{receiver.name}.log")
+    try:
+        sender.run([*TRAFFIC, "owd-send", "--to", target, "--count", str(count),
+                    "--pps", str(pps), "--size", str(size)], timeout=count / pps + 30.0)
+        report = _finish(listening, count / pps + tail_s + 30.0)
+    finally:
+        if listening.poll() is None:
+            listening.kill()
+            listening.wait()
+    return OwdTrace.from_json(count, report)

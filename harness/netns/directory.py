@@ -1,4 +1,6 @@
-"""Where a lab's services are and how to use them: what call clients need."""
+"""Where a lab's services are and how to use them: what call clients need.
+Recorded in the run's state (harness.netns.registry), so a process that
+attaches to a running lab finds them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Unit tests for harness.services.certs."""
+"""Unit tests for harness.services.pki."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from harness.services.certs import CertBundle, issue_run_certificates
+from harness.services.pki import CertBundle, issue_run_certificates
 
 
 def _load(path: Path) -> x509.Certificate:
