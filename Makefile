@@ -11,9 +11,13 @@ APT_PACKAGES := mininet coturn nftables iptables iproute2 util-linux procps iput
                 tcpdump stun-client iperf3 espeak-ng python3-venv python3-pip python3-dev gcc \
                 ethtool \
                 libc6-dev linux-libc-dev \
-                wireguard-go wireguard-tools openvpn shadowsocks-libev
-# Only the report's render test needs it; where it cannot be installed (e.g. a
-# snap-only chromium on Ubuntu) that test skips and says why.
+                wireguard-go wireguard-tools openvpn shadowsocks-libev \
+                dnsmasq-base \
+                baresip-core kamailio \
+                v2ray
+# The report's render test and the browser call profiles (browser,
+# browser-aiortc) need it; where it cannot be installed (e.g. a snap-only
+# chromium on Ubuntu) those tests and matrix cells skip and say why.
 APT_OPTIONAL := chromium
 APT_STAMP := $(VENV)/.apt-$(shell echo $(APT_PACKAGES) $(APT_OPTIONAL) | md5sum | cut -c1-8)
 PIP_STAMP := $(VENV)/.pip-installed
@@ -21,21 +25,32 @@ PIP_STAMP := $(VENV)/.pip-installed
 # nfnetlink, so it needs only libc and the kernel headers.
 IMPAIRD := $(VENV)/bin/callwall-impaird
 IMPAIRD_SOURCES := $(wildcard harness/link/impaird/*.c harness/link/impaird/*.h)
-BUILT := $(PIP_STAMP) $(IMPAIRD)
+# Container lab hosts and image endpoints (endpoints/) need dockerd and
+# debootstrap: installed without starting the system's docker, or skipped
+# with a reason where that cannot be done (docker/install-engine.sh).
+CONTAINERS_STAMP := $(VENV)/.containers-installed
+BUILT := $(PIP_STAMP) $(IMPAIRD) $(CONTAINERS_STAMP)
 PYTEST_FLAGS ?=
 # `make scenarios JOBS=4` runs four labs at once (pytest-xdist), one per worker;
-# `make scenarios MATRIX=quick` runs scenarios/quick.yaml instead of matrix.yaml.
+# `make scenarios` runs scenarios/quick.yaml, a few minutes' tour;
+# `make scenarios MATRIX=matrix` the full matrix (every policy, every client).
 JOBS ?= 1
-MATRIX ?= $(or $(CALLWALL_MATRIX),matrix)
+MATRIX ?= $(or $(CALLWALL_MATRIX),quick)
+# `make scenarios SHARD=2/4` runs the second of four duration-balanced parts of
+# the matrix (scenarios/matrix_file.py); `callwall report --merge` joins them.
+SHARD ?= $(CALLWALL_SHARD)
 SCENARIO_JOBS := $(if $(filter-out 1,$(JOBS)),-n $(JOBS),)
 
-.PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help image check
+.PHONY: all scenarios test unit integration calibrate bench lint install system-packages clean help image check demo endpoint-images
 
 all: help
 
 help:
-	@echo "make scenarios   run the policy x profile x strategy call matrix, write results/<run>/"
-	@echo "                 (MATRIX=quick for a short tour, JOBS=N for N labs at once)"
+	@echo "make scenarios   the timeline tour (scenarios/quick.yaml), write results/<run>/"
+	@echo "                 (MATRIX=matrix for the full matrix, JOBS=N for N labs at once,"
+	@echo "                 SHARD=k/N for part k of N, for N machines; see the README)"
+	@echo "make demo        a class demo: one call, the censor changes under it; a live page"
+	@echo "                 (DEMO=telegram-2025 for another script, DEMO_ARGS='--speed 2 --no-browser')"
 	@echo "make test        lint, then the whole test suite (unit and root integration)"
 	@echo "make unit        the tests that need no root"
 	@echo "make check       lint, then the unit tests: no root (after make install)"
@@ -44,6 +59,7 @@ help:
 	@echo "make lint        ruff, mypy (harness/ and tests/) and the import-linter layer contracts"
 	@echo "make install     system packages and the venv only"
 	@echo "make image       the testbed in a container image (callwall:latest; see the README)"
+	@echo "make endpoint-images  build the images of the endpoint descriptors (endpoints/)"
 
 install: $(BUILT)
 
@@ -69,6 +85,14 @@ $(APT_STAMP):
 	    echo "callwall runs its own relays inside labs: disabling the coturn system service"; \
 	    $(SUDO) systemctl disable --now coturn >/dev/null 2>&1 || true; \
 	  fi; \
+	  if echo " $$missing " | grep -q " v2ray " && [ -d /run/systemd/system ]; then \
+	    echo "callwall runs v2ray inside labs (endpoints/v2ray-vmess): disabling its system service"; \
+	    $(SUDO) systemctl disable --now v2ray >/dev/null 2>&1 || true; \
+	  fi; \
+	  if echo " $$missing " | grep -q " kamailio " && [ -d /run/systemd/system ]; then \
+	    echo "callwall runs its own SIP proxy inside labs: disabling the kamailio system service"; \
+	    $(SUDO) systemctl disable --now kamailio >/dev/null 2>&1 || true; \
+	  fi; \
 	fi
 	@mkdir -p $(VENV) && touch $@
 
@@ -83,8 +107,23 @@ $(PIP_STAMP): pyproject.toml $(APT_STAMP) | $(PY)
 $(IMPAIRD): $(IMPAIRD_SOURCES) $(APT_STAMP) | $(PY)
 	gcc -O2 -Wall -Wextra -Werror -o $@ $(filter %.c,$^) -lm
 
+$(CONTAINERS_STAMP): docker/install-engine.sh | $(APT_STAMP) $(PY)
+	$(SUDO) docker/install-engine.sh --optional
+	touch $@
+
+# The images of the endpoint descriptors (endpoints/*/endpoint.yaml with
+# build:), on the local Debian base; cached, so only what changed is built.
+endpoint-images: $(BUILT)
+	$(SUDO) $(PY) -m harness.containers.images
+
+# A scripted demonstration for a class (scenarios/demos/); prints the live page's URL.
+DEMO ?=
+DEMO_ARGS ?=
+demo: $(BUILT)
+	$(SUDO) $(VENV)/bin/callwall demo $(DEMO) $(DEMO_ARGS)
+
 scenarios: $(BUILT)
-	$(SUDO) env CALLWALL_MATRIX=$(MATRIX) $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
+	$(SUDO) env CALLWALL_MATRIX=$(MATRIX) CALLWALL_SHARD='$(SHARD)' $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
 
 test: lint $(IMPAIRD)
 	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)

@@ -23,34 +23,11 @@ base=${BASE_IMAGE:-callwall-base:bookworm}
 is_on() { case "${1,,}" in 1|true|yes) return 0;; *) return 1;; esac; }
 
 if [ "${1:-}" != --in-engine ]; then
-  # What this needs, installed the way the Makefile installs system packages.
-  missing=()
-  if ! command -v docker >/dev/null || { is_on "${CALLWALL_PRIVATE_DOCKERD:-}" \
-       && ! command -v dockerd >/dev/null; }; then
-    missing+=(docker.io)
-  fi
-  if [ -z "${BASE_IMAGE:-}" ] && ! command -v debootstrap >/dev/null; then
-    missing+=(debootstrap)
-  fi
-  if [ ${#missing[@]} -gt 0 ]; then
-    # Without starting the system's docker (which would add its bridge and
-    # firewall rules): masked for the install under systemd; elsewhere only
-    # where policy-rc.d already keeps services from starting.
-    units=(docker.service docker.socket containerd.service)
-    if [ -d /run/systemd/system ]; then
-      systemctl mask --runtime --quiet "${units[@]}"
-      trap 'systemctl unmask --runtime --quiet "${units[@]}"' EXIT
-    elif [ ! -x /usr/sbin/policy-rc.d ]; then
-      echo "image: please install ${missing[*]} first (apt-get install ${missing[*]})" >&2
-      exit 1
-    fi
-    echo "image: installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    if [ -d /run/systemd/system ]; then
-      systemctl unmask --runtime --quiet "${units[@]}"
-      trap - EXIT
-    fi
+  # What this needs (docker.io, and debootstrap unless BASE_IMAGE is given),
+  # installed without starting the system's docker.
+  if is_on "${CALLWALL_PRIVATE_DOCKERD:-}" || ! command -v docker >/dev/null \
+     || { [ -z "${BASE_IMAGE:-}" ] && ! command -v debootstrap >/dev/null; }; then
+    docker/install-engine.sh
   fi
   python=.venv/bin/python
   [ -x "$python" ] || python=python3

@@ -9,7 +9,10 @@
   callwall status                             list labs
   callwall clean                              remove labs whose owner died
   callwall run -t T -p P -s S                 place one call and print its result
+  callwall demo [SCRIPT] [--speed X]          a class demo: one call, the censor changes under it
   callwall validate [FILE...]                 check spec files (default: the shipped ones)
+  callwall report [RUN] | --compare OLD NEW | --merge RUN... [--out DIR]
+                                              a run's report; compare two runs; merge shards
   callwall list policies|topologies|profiles|strategies   one line each
   callwall doctor                             what this machine offers, which backends
 
@@ -34,15 +37,27 @@ from harness import paths
 from harness.calls import CallError, CallSettings, check_strategy
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
 from harness.netns.capabilities import missing_lab_capabilities
-from harness.netns.environment import describe_environment
+from harness.netns.environment import describe_environment, source_commit
 from harness.netns.registry import OwnedProcess, Registry, list_runs, terminate
 from harness.netns.stop_signals import StopRequested, install_stop_handlers
 from harness.report.compare import compare_runs, render_text, write_comparison_html
 from harness.report.html import ReportError, resolve_run_dir, write_report
+from harness.report.merge import merge_runs, render_merge_text
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
+from harness.reproduce import Cell, progress_printer, render, reproduce
 from harness.session import judged_call
+from harness.spec.demo import DEFAULT_DEMO, demo_path, is_demo_file, load_demo
+from harness.spec.descriptor import (
+    DESCRIPTOR_FILE,
+    descriptor_files,
+    load_descriptor,
+    profile_description,
+    profiles,
+    strategies,
+    strategy_description,
+)
 from harness.spec.impairment import Impairment
-from harness.spec.names import ALL_STRATEGIES, PROFILE_DESCRIPTIONS, PROFILES, STRATEGY_DESCRIPTIONS
+from harness.spec.names import PROFILE_DESCRIPTIONS, STRATEGY_DESCRIPTIONS
 from harness.spec.policy import load_policy
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
@@ -233,10 +248,15 @@ def cmd_policy_show(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    files = args.files or [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies()]
+    files = args.files or [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies(),
+                           *descriptor_files()]
     for file in files:
         path = Path(file)
-        if path.parent.name == "topologies":
+        if path.name == DESCRIPTOR_FILE:
+            load_descriptor(path)
+        elif is_demo_file(path):
+            load_demo(path)
+        elif path.parent.name == "topologies":
             load_topology(path)
         elif path.name == "link-presets.yaml":
             from harness.spec.presets import load_preset_file
@@ -271,9 +291,11 @@ def list_entries(kind: str) -> list[tuple[str, str]]:
         return [(path.stem, summarize(load_topology(path).description))
                 for path in paths.all_topologies()]
     if kind == "profiles":
-        return [(name, PROFILE_DESCRIPTIONS[name]) for name in PROFILES]
+        return [(name, PROFILE_DESCRIPTIONS.get(name) or profile_description(name))
+                for name in profiles()]
     if kind == "strategies":
-        return [(name, STRATEGY_DESCRIPTIONS[name]) for name in ALL_STRATEGIES]
+        return [(name, STRATEGY_DESCRIPTIONS.get(name) or strategy_description(name))
+                for name in strategies()]
     raise CliError(f"cannot list {kind!r}: choose one of {', '.join(LIST_KINDS)}",
                    EXIT_BAD_INPUT)
 
@@ -331,7 +353,64 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if record.verdict in ("pass", "no-expectation") else 1
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    topology_file = paths.topology_path(args.topology)
+    topology = load_topology(topology_file)
+    policy = load_policy(paths.policy_path(args.policy), topology.sets.keys())
+    if args.calls < 1 or args.calls > 200:
+        raise CliError(f"--calls must be between 1 and 200, not {args.calls}", EXIT_BAD_INPUT)
+    try:
+        cells = ([Cell.parse(text) for text in args.cell] if args.cell else
+                 [Cell(profile, strategy) for profile, by_strategy in policy.expect.items()
+                  for strategy in by_strategy if strategy == "direct"])
+    except (ValueError, CallError) as exc:
+        raise CliError(f"--cell: {exc}", EXIT_BAD_INPUT) from None
+    if not cells:
+        raise CliError(f"{policy.name} declares no direct cell: name cells with --cell",
+                       EXIT_BAD_INPUT)
+    _require_lab_capabilities()
+    install_stop_handlers()
+    with Lab.create(topology_file) as lab:
+        lab.up(progress=True)
+        out_dir = new_results_dir(paths.RESULTS, lab.run_id)
+        conditions, summaries = reproduce(
+            lab, policy, cells, args.calls, out_dir, media_s=args.seconds,
+            commit=source_commit(),
+            progress=progress_printer(lab.run_id))
+    print(render(conditions, summaries))
+    print(f"figures: {out_dir / 'reproduce.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from harness.demo import DemoOptions, load_script_policies, run_demo
+
+    _choose_link_backend(args)
+    script = load_demo(demo_path(args.script))
+    load_script_policies(script)  # bad input before any lab is built
+    try:
+        options = DemoOptions(speed=args.speed, port=args.port, open_browser=not args.no_browser)
+    except ValueError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    _require_lab_capabilities()
+    install_stop_handlers()
+
+    def announce(line: str) -> None:
+        print(line, flush=True)
+
+    view, out_dir = run_demo(script, options, lambda run_id: new_results_dir(paths.RESULTS,
+                                                                             run_id), announce)
+    point_latest(out_dir.parent)
+    if view.status != "done":
+        return EXIT_UNJUDGED
+    return 0 if view.passed else 1
+
+
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.merge is not None:
+        return cmd_report_merge(args)
+    if args.out is not None or args.allow_partial:
+        raise CliError("--out and --allow-partial go with --merge", EXIT_BAD_INPUT)
     try:
         if args.compare is None:
             print(f"report: {write_report(Path(args.run))}")
@@ -344,6 +423,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     page = args.html or resolve_run_dir(new) / f"compare-{resolve_run_dir(old).name}.html"
     print(f"comparison: {write_comparison_html(comparison, page)}")
     return 1 if comparison.has_regression else 0
+
+
+def cmd_report_merge(args: argparse.Namespace) -> int:
+    """`callwall report --merge RUN...`: the shards of one matrix as one run."""
+    if args.compare is not None:
+        raise CliError("--merge and --compare: one at a time (merge, then compare the "
+                       "merged run)", EXIT_BAD_INPUT)
+    try:
+        merged = merge_runs(args.merge, args.out, allow_partial=args.allow_partial)
+    except ReportError as exc:
+        raise CliError(str(exc), EXIT_BAD_INPUT) from None
+    print(render_merge_text(merged))
+    return 0
 
 
 def _require_lab_capabilities() -> None:
@@ -481,7 +573,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="place one call and print its result")
     run.add_argument("-t", "--topology", default=paths.DEFAULT_TOPOLOGY)
     run.add_argument("-p", "--policy", default="baseline")
-    run.add_argument("-s", "--strategy", default="direct", choices=ALL_STRATEGIES)
+    run.add_argument("-s", "--strategy", default="direct", choices=strategies())
     run.add_argument("--seconds", type=float, default=6.0, help="media seconds (default 6)")
     run.add_argument("--setup-timeout", type=float, default=15.0)
     run.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -489,10 +581,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="do not record received audio (no WAV, no PESQ)")
     run.add_argument("--no-pcap", action="store_true", help="no pcap of the censor")
     _link_backend_option(run)
-    run.add_argument("--profile", default="webrtc", choices=PROFILES,
+    run.add_argument("--profile", default="webrtc", choices=profiles(),
                      help="call profile (harness/calls): webrtc (default), signal-like, "
                           "whatsapp-like, telegram-like; app profiles take strategy direct")
     run.set_defaults(handler=cmd_run)
+    _demo_command(sub)
+    again = sub.add_parser(
+        "reproduce", help="place each cell's call N times under a policy and sum up what "
+                          "the reports compare (set-ups, MOS, PESQ, text, deciding rules)")
+    again.add_argument("policy")
+    again.add_argument("-t", "--topology", default=paths.DEFAULT_TOPOLOGY)
+    again.add_argument("--calls", type=int, default=10, help="calls per cell (default 10)")
+    again.add_argument("--cell", action="append", default=[], metavar="PROFILE:STRATEGY",
+                       help="a cell to place (repeatable; default: the policy's direct cells)")
+    again.add_argument("--seconds", type=float, default=8.0, help="media seconds (default 8)")
+    again.set_defaults(handler=cmd_reproduce)
     _report_command(sub)
     _link_commands(sub)
     validate = sub.add_parser("validate", help="check topology, preset and policy files")
@@ -530,6 +633,29 @@ def _list_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     listing.set_defaults(handler=cmd_list)
 
 
+def _demo_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser(
+        "demo", help="a scripted demonstration for a class: one call, the censor changes "
+                     "under it, a live page shows and plays each phase",
+        description="Run a demo script (scenarios/demos/*.yaml) on a lab of its own: print a "
+                    "local URL and one line per phase; write results/<run>/demo/ (demo.html, "
+                    "timeline.png, a WAV per phase, handout.md). Exit 0 when every phase "
+                    "showed what the script declares, 1 when one did not, 3 when the demo "
+                    "could not run to its end.")
+    demo.add_argument("script", nargs="?", default=DEFAULT_DEMO,
+                      help=f"a script's name in scenarios/demos or a file (default "
+                           f"{DEFAULT_DEMO})")
+    demo.add_argument("--speed", type=float, default=1.0,
+                      help="make the phases this many times shorter (1 to 10; a phase that "
+                           "places a call still lasts the call's setup timeout)")
+    demo.add_argument("--no-browser", action="store_true",
+                      help="do not open a browser, and exit when the demo ends (for CI)")
+    demo.add_argument("--port", type=int, default=0,
+                      help="the live page's port on 127.0.0.1 (default: any free port)")
+    _link_backend_option(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+
 def _report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = sub.add_parser("report", help="write a run's HTML report, or compare two runs")
     report.add_argument("run", nargs="?", default=str(paths.RESULTS / "latest"),
@@ -539,6 +665,17 @@ def _report_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("--mos-threshold", type=float, default=0.5,
                         help="MOS drop that counts as a regression (default 0.5)")
     report.add_argument("--html", type=Path, help="where to write the comparison page")
+    report.add_argument("--merge", nargs="+", metavar="RUN", type=Path,
+                        help="merge the runs of a matrix's shards (make scenarios SHARD=k/N) "
+                             "into one run: results.json, junit.xml, report.html; refuses "
+                             "runs of different matrices or commits, overlapping shards and "
+                             "missing cells, and says which")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="with --merge: the merged run's directory, new or empty "
+                             "(default: a new results/<run>, and results/latest)")
+    report.add_argument("--allow-partial", action="store_true",
+                        help="with --merge: merge even where cells are missing (the merged "
+                             "results.json lists them under 'partial')")
     report.set_defaults(handler=cmd_report)
 
 

@@ -190,6 +190,7 @@ BINARIES: tuple[tuple[str, str, bool, str], ...] = (
     ("unshare", "util-linux", True, "doctor's throwaway namespace"),
     ("mnexec", "mininet", True, "lab hosts (Mininet)"),
     ("turnserver", "coturn", True, "TURN relay and STUN server"),
+    ("dnsmasq", "dnsmasq-base", True, "the subscribers' resolver (the national DNS)"),
     ("docker", "docker.io", False, "container-based apps (optional)"),
     ("chromium", "chromium", False, "the report render test, browser calls"),
     ("iperf3", "iperf3", False, "capacity benchmarks (make bench)"),

@@ -56,6 +56,8 @@ HOME = _home()
 TOPOLOGIES = HOME / "topologies"
 POLICIES = HOME / "policies"
 LINK_PRESETS = TOPOLOGIES / "presets" / "link-presets.yaml"
+# Endpoint descriptors: a user's own call clients and tunnels (harness.spec.descriptor).
+ENDPOINTS = HOME / "endpoints"
 RESULTS = _results(HOME)
 
 

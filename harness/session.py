@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,12 @@ from harness.calls import CallOutput, CallSettings, place_call
 from harness.calls.procs import is_speech_reference, reference_audio
 from harness.censor.counters import RuleCounter, counters_since, read_counters
 from harness.faults import Fault
+from harness.link.apply import lateness_snapshot
+from harness.link.backend import LinkBackendError, LinkLateness
 from harness.measure.capture import censor_capture
 from harness.measure.pesq_score import pesq_wb
 from harness.measure.record import CallIdentity, CallRecord, build_record
-from harness.measure.verdict import CallEvidence, RuleCount
+from harness.measure.verdict import CallEvidence, LinkFidelity, RuleCount
 from harness.services.lab_services import ServiceStartError, restore_services
 from harness.spec.names import Profile
 from harness.spec.policy import Policy
@@ -38,20 +41,32 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
     `policy` (at least when the call starts: a swap-policy `fault` changes it
     mid-call), and judge it against the policy's expectation for that cell."""
     settings = settings or CallSettings()
+    clock = _Stopwatch()
     lab.apply_policy(policy)
+    clock.lap("policy_load")
     call_dir.mkdir(parents=True, exist_ok=True)
     broken = check_services(lab)
+    clock.lap("health_check")
     censor = lab.host_with_role("censor")
     before = read_counters(censor)
+    late_before = _lateness(lab)
+    clock.lap("counters")
     with _capture(lab, call_dir, settings) as pcap:
+        clock.lap("capture")
         output = place_call(lab, profile, strategy, settings, call_dir, fault)
+        clock.lap("call")
+    clock.lap("capture")
     counters = counters_since(before, read_counters(censor))
+    fidelity = _fidelity(late_before, _lateness(lab))
+    clock.lap("counters")
     pesq = _pesq(lab, output, settings)
+    clock.lap("scoring")
     evidence = CallEvidence(
         caller=output.caller, callee=output.callee, window_s=settings.media_s,
         timelines=list(output.timelines.values()), counters=[_count(c) for c in counters],
         pesq_mos=pesq["mos_lqo"] if pesq else None, killed_by_fault=output.killed_by_fault,
-        harness_error=broken, link_impaired=lab.topology.impairs_links())
+        harness_error=broken, link_impaired=lab.topology.impairs_links(),
+        link_fidelity=fidelity)
     identity = CallIdentity(topology=lab.topology.name, policy=policy.name, profile=profile,
                             strategy=strategy, run_id=lab.run_id, call_id=call_dir.name)
     record = build_record(
@@ -61,6 +76,7 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
         path_changes=[c.to_dict() for c in output.path_changes], pesq=pesq,
         files=_files(output, pcap), tunnel_up_s=output.tunnel_up_s,
         setup_offset_s=output.setup_offset_s)
+    record.timing_s = call_timing(clock.laps, record, settings.media_s, output.tunnel_up_s)
     (call_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2) + "\n")
     return record
 
@@ -79,6 +95,72 @@ def check_services(lab: Lab) -> str | None:
         print(f"[{lab.run_id}] {what} was not running: restarted it before the call",
               file=sys.stderr, flush=True)
     return None
+
+
+class _Stopwatch:
+    """Wall time of the steps of one judged call, added up by name."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
+
+
+def call_timing(laps: dict[str, float], record: CallRecord, media_s: float,
+                tunnel_up_s: float | None) -> dict[str, float | None]:
+    """Where one judged call's wall time went, in seconds: the harness's steps
+    (policy load, service health check, counter reads, capture start and stop,
+    PESQ scoring) and the call itself, split into tunnel bring-up, setup (ICE
+    or the app's own), the media window, the wait for a failure verdict (a
+    call that never connected: from its start to its first failure) and
+    teardown (what is left of the call after those)."""
+    call_s = laps.get("call", 0.0)
+    tunnel = tunnel_up_s or 0.0
+    if record.connected and record.setup_s is not None:
+        setup, media, failure_wait = record.setup_s - tunnel, media_s, None
+    else:
+        at = record.failed_at_s
+        setup, media = None, 0.0
+        failure_wait = None if at is None else max(0.0, at)
+    used = tunnel + (setup or 0.0) + media + (failure_wait or 0.0)
+    rows: dict[str, float | None] = {
+        "policy_load": laps.get("policy_load"), "health_check": laps.get("health_check"),
+        "counters": laps.get("counters"), "capture": laps.get("capture"),
+        "tunnel_up": tunnel_up_s, "setup": setup, "failure_wait": failure_wait,
+        "media": media, "teardown": max(0.0, call_s - used), "call": call_s,
+        "scoring": laps.get("scoring"), "total": sum(laps.values())}
+    return {k: None if v is None else round(v, 3) for k, v in rows.items()}
+
+
+def _lateness(lab: Lab) -> dict[str, LinkLateness]:
+    """The link emulator's own lateness so far; a daemon that cannot say
+    (it died with the lab's links) gives nothing, and the call's record then
+    carries no fidelity figures for it."""
+    try:
+        return lateness_snapshot(lab.network)
+    except LinkBackendError as exc:
+        print(f"[{lab.run_id}] no link lateness figures: {exc}", file=sys.stderr, flush=True)
+        return {}
+
+
+def _fidelity(before: dict[str, LinkLateness], after: dict[str, LinkLateness]
+              ) -> list[LinkFidelity]:
+    """Per impaired link direction, how late the emulator was during the call."""
+    rows = []
+    for label, now in sorted(after.items()):
+        window = now.since(before[label]) if label in before else now
+        share = window.steal_share
+        rows.append(LinkFidelity(
+            link=label, packets=window.packets, p99_late_us=window.p99_us,
+            max_late_us=window.max_us, tolerance_us=window.tolerance_us,
+            over_tolerance=window.over_tolerance,
+            steal_pct=None if share is None else round(100 * share, 2),
+            missed=window.missed()))
+    return rows
 
 
 def _count(counter: RuleCounter) -> RuleCount:

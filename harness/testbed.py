@@ -50,8 +50,8 @@ class Lab:
         topology = load_topology(topology_path)
         remove_stale_labs(root)
         registry = Registry.create(str(topology_path.resolve()), root, run_id)
-        return cls(topology, registry,
-                   backend if backend is not None else MininetLab(registry.state.run_id))
+        return cls(topology, registry, backend if backend is not None
+                   else MininetLab(registry.state.run_id, registry))
 
     @classmethod
     def attach(cls, registry: Registry) -> Lab:

@@ -2,7 +2,10 @@
 pytest-xdist), one results directory (results/<run>/ with results.json and
 junit.xml, and results/latest pointing at it), and the table printed at the
 end. Under `pytest -n N` every worker writes its records to the shared
-directory and the controller merges them."""
+directory and the controller merges them. Under `make scenarios SHARD=k/N`
+(CALLWALL_SHARD) only the cells of shard k run (scenarios/matrix_file.py
+says which), and results.json says which shard it holds and lists the whole
+matrix's cells, for `callwall report --merge`."""
 
 from __future__ import annotations
 
@@ -23,10 +26,20 @@ from harness.netns.environment import describe_environment
 from harness.netns.registry import new_run_id
 from harness.report.html import record_from_dict, write_report
 from harness.report.results import format_table, new_results_dir, point_latest, write_results
+from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
 from harness.testbed import Lab
 from harness.testing.labs import running_lab
-from scenarios.matrix_file import MATRIX, MATRIX_PATH
+from scenarios.matrix_file import (
+    MATRIX,
+    MATRIX_PATH,
+    Shard,
+    ShardError,
+    ShardPlan,
+    cells,
+    matrix_plan,
+    shard_from_environment,
+)
 
 TOPOLOGY = os.environ.get("CALLWALL_TOPOLOGY") or MATRIX.topology
 RECORDS: list[CallRecord] = []
@@ -35,6 +48,7 @@ PARTIAL = "records-{}.json"
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _choose_shard()
     worker = getattr(config, "workerinput", None)
     if worker is not None:
         RUN.update(run_id=new_run_id(), results=Path(worker["callwall_results"]),
@@ -56,7 +70,27 @@ class _ShareRunWithWorkers:
         node.workerinput["callwall_started"] = RUN["started"]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def _choose_shard() -> None:
+    """CALLWALL_SHARD=k/N: the plan, checked before anything runs (a bad value
+    or more shards than cells is a usage error, exit 4)."""
+    try:
+        shard = shard_from_environment()
+        RUN["shard"] = shard
+        if shard is not None:
+            RUN["plan"] = matrix_plan(shard.count)
+    except (ShardError, SpecError) as exc:
+        raise pytest.UsageError(f"make scenarios SHARD: {exc}") from None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard: Shard | None = RUN.get("shard")
+    if shard is not None:
+        mine = set(_plan().cells_of(shard))
+        kept = [i for i in items if _cell_id(i) is None or _cell_id(i) in mine]
+        others = [i for i in items if i not in kept]
+        if others:
+            config.hook.pytest_deselected(items=others)
+            items[:] = kept
     missing = missing_lab_capabilities()
     if missing:
         skip = pytest.mark.skip(reason="needs " + "; ".join(missing))
@@ -97,10 +131,36 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
             "matrix": MATRIX.name, "matrix_file": str(MATRIX_PATH),
             "started": RUN["started"], "finished": time.time(),
-            "host": platform.node(), "environment": describe_environment(_link_backend())}
+            "host": platform.node(), "environment": describe_environment(_link_backend()),
+            **_shard_meta()}
     write_results(results, RECORDS, meta)
     point_latest(results)
     write_report(results)
+
+
+def _plan() -> ShardPlan:
+    plan: ShardPlan = RUN["plan"]
+    return plan
+
+
+def _cell_id(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    cell = callspec.params.get("cell") if callspec is not None else None
+    return None if cell is None else str(cell.slug)
+
+
+def _shard_meta() -> dict[str, Any]:
+    """The whole matrix's cells, and under SHARD=k/N which shard this run is:
+    what `callwall report --merge` checks shards against."""
+    shard: Shard | None = RUN.get("shard")
+    if shard is None:
+        return {"matrix_cells": [c.slug for c in cells()]}
+    plan = _plan()
+    return {"matrix_cells": list(plan.cells),
+            "shard": {"index": shard.index, "count": shard.count, "label": shard.label,
+                      "cells": list(plan.cells_of(shard)),
+                      "expected_s": round(plan.expected_s(shard), 1),
+                      "measured_durations": len(set(plan.cells_of(shard)) & plan.measured)}}
 
 
 def _link_backend() -> str | None:

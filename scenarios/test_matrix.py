@@ -8,20 +8,19 @@ checks the observed outcome against that declaration."""
 from __future__ import annotations
 
 import os
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from harness import paths
-from harness.calls import CallSettings
+from harness.calls import CallSettings, missing_profile_tools
 from harness.measure.record import CallIdentity, CallRecord, skipped_record
 from harness.session import judged_call
-from harness.spec.matrix import Cell, matrix_cells
-from harness.spec.policy import Policy, load_policy
+from harness.spec.matrix import Cell
+from harness.spec.policy import load_policy
 from harness.testbed import Lab
 from harness.tunnels import missing_tools
-from scenarios.matrix_file import MATRIX, MATRIX_LOC
+from scenarios.matrix_file import cells
 
 
 def _flag(name: str) -> bool:
@@ -33,21 +32,13 @@ def _flag(name: str) -> bool:
 SETTINGS = CallSettings(record_audio=_flag("CALLWALL_AUDIO"), capture_pcap=_flag("CALLWALL_PCAP"))
 
 
-@cache
-def _policy(name: str) -> Policy:
-    return load_policy(paths.policy_path(name))
-
-
-def _cells() -> list[Cell]:
-    shipped = [p.stem for p in paths.all_policies()]
-    return matrix_cells(MATRIX, MATRIX_LOC, shipped, _policy)
-
-
-@pytest.mark.parametrize("cell", _cells(), ids=lambda c: c.slug)
+# Every cell of the matrix; under `make scenarios SHARD=k/N` the conftest
+# deselects those of other shards.
+@pytest.mark.parametrize("cell", cells(), ids=lambda c: c.slug)
 def test_call(lab: Lab, results_dir: Path, keep_record: list[CallRecord],
               record_property: object, cell: Cell) -> None:
     policy = load_policy(paths.policy_path(cell.policy), lab.topology.sets.keys())
-    missing = missing_tools(cell.strategy)
+    missing = missing_tools(cell.strategy) + missing_profile_tools(cell.profile)
     if missing:
         reason = f"missing {', '.join(missing)}"
         keep_record.append(skipped_record(

@@ -6,11 +6,18 @@ from __future__ import annotations
 import os
 
 import pytest
+from hypothesis import settings
 
 from harness.netns.registry import RUNS_ROOT
 from harness.testing.rootsnapshot import RootSnapshot
 
 SNAPSHOT: dict[str, RootSnapshot] = {}
+
+# Property tests check what the code does, never how fast: a machine busy with
+# labs (or CI's) must not turn a slow example into a failure. Speed targets
+# live in `make bench`.
+settings.register_profile("callwall", deadline=None)
+settings.load_profile("callwall")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

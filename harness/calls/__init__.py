@@ -14,11 +14,15 @@ from pathlib import Path
 
 from harness.calls.app_like import AppLikeClient
 from harness.calls.base import CallClient, CallError, CallOutput, CallSettings
+from harness.calls.browser import BROWSER_PROFILES, BrowserClient, missing_chromium
+from harness.calls.descriptor import descriptor_client, missing_descriptor_tools
 from harness.calls.signal_like import SignalLikeClient
+from harness.calls.sip import SipClient, missing_sip_tools
 from harness.calls.webrtc import WebRtcClient
 from harness.faults import Fault
 from harness.measure.peer import PeerReport
-from harness.spec.names import TUNNEL_STRATEGIES, Profile, unplaceable
+from harness.spec.descriptor import tunnel_strategies, unplaceable_any
+from harness.spec.names import Profile
 from harness.testbed import Lab
 from harness.tunnels import TunnelError, missing_tools, open_tunnel
 
@@ -27,19 +31,35 @@ CLIENTS: dict[Profile, CallClient] = {
     Profile.SIGNAL_LIKE: SignalLikeClient(),
     Profile.WHATSAPP_LIKE: AppLikeClient(Profile.WHATSAPP_LIKE),
     Profile.TELEGRAM_LIKE: AppLikeClient(Profile.TELEGRAM_LIKE),
+    Profile.MAX_LIKE: AppLikeClient(Profile.MAX_LIKE),
+    Profile.BROWSER: BrowserClient(Profile.BROWSER),
+    Profile.BROWSER_AIORTC: BrowserClient(Profile.BROWSER_AIORTC),
+    Profile.SIP: SipClient(),
 }
 
 __all__ = ["CLIENTS", "CallClient", "CallError", "CallOutput", "CallSettings", "check_strategy",
-           "place_call"]
+           "missing_profile_tools", "place_call"]
 
 
 def check_strategy(profile: str, strategy: str) -> CallClient:
     """The client of `profile`, if it can be placed with `strategy`;
     CallError says why not."""
-    why = unplaceable(profile, strategy)
+    why = unplaceable_any(profile, strategy)  # endpoint descriptors included
     if why is not None:
         raise CallError(why)
-    return CLIENTS[Profile(profile)]
+    return CLIENTS[Profile(profile)] if profile in CLIENTS else descriptor_client(profile)
+
+
+def missing_profile_tools(profile: str) -> list[str]:
+    """The programs a call with `profile` needs that this machine lacks, each
+    as 'program (Debian package P)' like harness.tunnels.missing_tools says of
+    a strategy (the matrix skips such cells and names them); empty for a
+    profile that needs nothing beyond the harness."""
+    if profile in BROWSER_PROFILES:
+        return missing_chromium()
+    if profile == Profile.SIP:
+        return missing_sip_tools()
+    return missing_descriptor_tools(profile)
 
 
 def place_call(lab: Lab, profile: str, strategy: str, settings: CallSettings,
@@ -50,7 +70,12 @@ def place_call(lab: Lab, profile: str, strategy: str, settings: CallSettings,
     and removes the tunnel again, whatever happened; a tunnel that does not
     come up is a failed call (error "tunnel-failed"), not an exception."""
     client = check_strategy(profile, strategy)
-    if strategy not in TUNNEL_STRATEGIES:
+    missing_programs = missing_profile_tools(profile)
+    if missing_programs:
+        call_dir.mkdir(parents=True, exist_ok=True)
+        return _not_placed(strategy, "tool-missing",
+                           f"profile {profile} needs {', '.join(missing_programs)}", call_dir)
+    if strategy not in tunnel_strategies():
         return client.place(lab, strategy, settings, call_dir, fault)
     inner = client.tunnel_inner(strategy)
     call_dir.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.measure.peer import PeerReport, PeerTimeline
-from harness.spec.names import Profile
 
 if TYPE_CHECKING:  # the types of the arguments only; no import at run time
     from harness.faults import Fault, FaultEvent
@@ -97,7 +96,11 @@ class CallOutput:
 class CallClient(Protocol):
     """One kind of call endpoint."""
 
-    profile: Profile
+    @property
+    def profile(self) -> str:
+        """The profile it places: a harness.spec.names.Profile, or an endpoint
+        descriptor's name (harness.calls.descriptor)."""
+        ...
 
     def tunnel_inner(self, tunnel: str) -> str:
         """The strategy this client uses inside `tunnel` (which strategies a

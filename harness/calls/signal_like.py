@@ -1,25 +1,40 @@
-"""The Signal-like client (profile ``signal-like``): aiortc over UDP
-(``direct``: host and server-reflexive candidates) with a setup budget of
-SIGNAL_UDP_BUDGET_S; when that does not connect, a second attempt with TURN
-over TLS 443 (coturn at the ``relays`` host). aiortc runs one ICE
-configuration per connection, so the ladder is two attempts; the fallback's
-setup time includes the failed attempt."""
+"""The Signal-like client (profile ``signal-like``): aiortc gathering every
+candidate at once, as RingRTC does (docs/sources.md S66): host,
+server-reflexive (the lab's STUN server), TURN over UDP and TURN over TLS on
+443 at the coturn of the ``relays`` host, in one ICE configuration with
+policy ALL (harness.calls.strategies ``gather-all``). ICE then picks the
+pair: the peer-to-peer pair when UDP between the peers works, else a relay
+pair, over UDP when the relay's UDP works, else over TLS.
+
+The record's ``path`` says which pair won, from the selected candidate pairs:
+``turn-udp``, ``turn-tcp`` or ``turn-tls-443`` when either side's local
+candidate is a relay (by how that side reaches its TURN server), ``udp`` for
+a pair without a relay; each side's path change carries its own selected
+pair. Where RingRTC trickles candidates as they come, aiortc gathers before
+it offers (no trickle ICE): when a server does not answer, the offer waits
+for aioice's gathering timeout (5 s), which is in the setup time."""
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from harness.calls.base import CallOutput, CallSettings, PathChange
+from harness.calls.strategies import GATHER_ALL
 from harness.calls.webrtc import WebRtcClient
 from harness.faults import Fault
+from harness.measure.peer import PeerReport
 from harness.spec.names import ROLES, Profile, Strategy
 from harness.testbed import Lab
 from harness.tunnels.base import TunnelledEndpoints
 
-SIGNAL_UDP_BUDGET_S = 5.0
-UDP_ATTEMPT_DIR = "udp-attempt"
+# How a side reaches its TURN server (harness.calls.peer.result.SelectedPair
+# local_relay_protocol) → the path's name, as the TURN strategies name them.
+RELAY_PATHS = {"udp": Strategy.TURN_UDP.value, "tcp": Strategy.TURN_TCP.value,
+               "tls": Strategy.TURN_TLS_443.value}
+P2P_PATH = "udp"
 
 
 class SignalLikeClient:
@@ -34,40 +49,48 @@ class SignalLikeClient:
     def place(self, lab: Lab, strategy: str, settings: CallSettings, call_dir: Path,
               fault: Fault | None = None,
               endpoints: TunnelledEndpoints | None = None) -> CallOutput:
-        # Inside a tunnel the ladder runs as it would outside: the tunnel's routes
+        # Inside a tunnel it gathers as it would outside: the tunnel's routes
         # carry it, and its candidates are not pinned to the tunnel's address.
         del endpoints
-        udp = dataclasses.replace(settings, setup_timeout_s=SIGNAL_UDP_BUDGET_S)
-        first = self._webrtc.place(lab, Strategy.DIRECT, udp, call_dir, fault)
-        if first.caller.connected and first.callee.connected:
-            return dataclasses.replace(first, path="udp", path_changes=[
-                PathChange(role, "udp", 0.0, "ICE over UDP connected") for role in ROLES])
-        _keep_attempt(call_dir)
-        offset = first.wall_s or 0.0
-        # An injected fault that never came due in the UDP attempt is tried again.
-        again = fault if fault is not None and not any(e.performed for e in first.faults) \
-            else None
-        second = self._webrtc.place(lab, Strategy.TURN_TLS_443, settings, call_dir, again)
-        reason = (f"UDP attempt failed ({first.caller.error}) within "
-                  f"{SIGNAL_UDP_BUDGET_S:g} s")
-        changes = [PathChange(role, "udp", 0.0, "ICE over UDP") for role in ROLES]
-        changes += [PathChange(role, Strategy.TURN_TLS_443, round(offset, 3), reason)
-                    for role in ROLES]
-        final = Strategy.TURN_TLS_443.value if second.caller.connected else None
-        return dataclasses.replace(
-            second, faults=[*first.faults, *second.faults],
-            setup_offset_s=round(offset, 3),
-            timelines={role: t.shifted(offset) for role, t in second.timelines.items()},
-            started_monotonic=first.started_monotonic,
-            wall_s=round(offset + (second.wall_s or 0.0), 3), path=final, path_changes=changes,
-            killed_by_fault=first.killed_by_fault | second.killed_by_fault)
+        output = self._webrtc.place(lab, GATHER_ALL, settings, call_dir, fault)
+        reports = {"caller": output.caller, "callee": output.callee}
+        path = call_path([r.selected_pair for r in reports.values()])
+        changes = [PathChange(role, path, _ice_s(reports[role]),
+                              f"ICE selected {describe(reports[role].selected_pair)}")
+                   for role in ROLES if reports[role].selected_pair is not None]
+        connected = output.caller.connected and output.callee.connected
+        return dataclasses.replace(output, path=path if connected else None,
+                                   path_changes=changes)
 
 
-def _keep_attempt(call_dir: Path) -> None:
-    """Move the failed UDP attempt's files aside, so the fallback's own files
-    are where the judged call looks for them."""
-    attempt = call_dir / UDP_ATTEMPT_DIR
-    attempt.mkdir(exist_ok=True)
-    for path in list(call_dir.iterdir()):
-        if path.is_file() and path.name.split(".")[0].split("-")[0] in ROLES:
-            shutil.move(str(path), attempt / path.name)
+def pair_path(pair: Mapping[str, Any] | None) -> str | None:
+    """The path one side's selected pair takes: its relay's, or ``udp``."""
+    if pair is None:
+        return None
+    if pair.get("local_type") == "relay":
+        return RELAY_PATHS.get(str(pair.get("local_relay_protocol")), "turn")
+    return P2P_PATH
+
+
+def call_path(pairs: list[Mapping[str, Any] | None]) -> str | None:
+    """The call's path: a relay either side uses, else ``udp`` (None when
+    neither side selected a pair)."""
+    paths = [pair_path(pair) for pair in pairs if pair is not None]
+    relayed = [p for p in paths if p not in (None, P2P_PATH)]
+    if relayed:
+        return relayed[0]
+    return P2P_PATH if paths else None
+
+
+def describe(pair: Mapping[str, Any] | None) -> str:
+    if pair is None:
+        return "no pair"
+    local = f"{pair.get('local_type')}/{pair.get('local_protocol')}"
+    if pair.get("local_relay_protocol"):
+        local += f" via TURN over {pair.get('local_relay_protocol')}"
+    return f"{local} → {pair.get('remote_type')}/{pair.get('remote_protocol')}"
+
+
+def _ice_s(report: PeerReport) -> float | None:
+    value = report.extra.get("ice_s")
+    return round(float(value), 3) if isinstance(value, int | float) else None

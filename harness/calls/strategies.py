@@ -7,6 +7,12 @@
 
 The TURN strategies use ``iceTransportPolicy=RELAY``, so a call that connects
 really went through the relay (aioice then gathers no host/srflx candidates).
+
+One more configuration is for the signal-like client only (not a strategy a
+matrix places): ``gather-all``, every candidate at once, as RingRTC gathers
+them: host, server-reflexive (STUN), TURN over UDP and TURN over TLS on 443,
+``iceTransportPolicy=ALL`` (harness.calls.peer.gather_all adds the second
+TURN server, which aiortc alone would skip).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ TURN_TCP = "turn-tcp"
 TURN_TLS_443 = "turn-tls-443"
 
 STRATEGIES: tuple[str, ...] = ICE_STRATEGIES
+GATHER_ALL = "gather-all"
+# What the aiortc peer accepts: the ICE strategies and the signal-like gathering.
+PEER_STRATEGIES: tuple[str, ...] = (*STRATEGIES, GATHER_ALL)
 
 DEFAULT_TURN_PORT = 3478
 DEFAULT_TURNS_PORT = 443
@@ -62,15 +71,15 @@ TURN_SPECS: dict[str, TurnSpec] = {
 
 
 def check_strategy(strategy: str) -> str:
-    if strategy not in STRATEGIES:
+    if strategy not in PEER_STRATEGIES:
         raise ValueError(
-            f"unknown strategy {strategy!r}; valid strategies: {', '.join(STRATEGIES)}"
+            f"unknown strategy {strategy!r}; valid strategies: {', '.join(PEER_STRATEGIES)}"
         )
     return strategy
 
 
 def uses_relay(strategy: str) -> bool:
-    return check_strategy(strategy) in TURN_SPECS
+    return check_strategy(strategy) in TURN_SPECS or strategy == GATHER_ALL
 
 
 def turn_url(strategy: str, turn: TurnServer) -> str:
@@ -115,4 +124,21 @@ def build_rtc_configuration(
         return _direct_configuration(stun)
     if turn is None or credentials is None:
         raise ValueError(f"strategy {strategy!r} needs a TURN server and credentials")
+    if strategy == GATHER_ALL:
+        return _gather_all_configuration(stun, turn, credentials)
     return _turn_configuration(strategy, turn, credentials)
+
+
+def _gather_all_configuration(
+    stun: Endpoint | None, turn: TurnServer, credentials: TurnCredentials
+) -> RTCConfiguration:
+    """STUN, then one TURN server with its UDP and TLS-443 URLs (RingRTC
+    passes one ICE server with several URLs), policy ALL."""
+    relay = RTCIceServer(
+        urls=[turn_url(TURN_UDP, turn), turn_url(TURN_TLS_443, turn)],
+        username=credentials.username,
+        credential=credentials.password,
+    )
+    servers = [] if stun is None else [RTCIceServer(f"stun:{stun.host}:{stun.port}")]
+    return RTCConfiguration(iceServers=[*servers, relay],
+                            iceTransportPolicy=RTCIceTransportPolicy.ALL)

@@ -11,6 +11,10 @@ stops the previous plan's stages first. Their packets reach them through the
 plan's `iptables_rules`, which live in a chain of our own (`CALLWALL` in the
 mangle table, jumped to from FORWARD), flushed and refilled on every apply and
 removed when the plan has none. Only this chain is ever touched.
+
+A plan's DNS removal (names taken out of the national DNS) is applied last,
+in the lab's resolver rather than in the censor (harness/censor/dns.py); a
+plan without one puts the removed names back.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 from pyroute2 import NetNS
 
+from harness.censor.dns import DnsApplyError, apply_dns
 from harness.censor.plan import CensorPlan, UserspaceStage
 from harness.netns.host import LabHost
 
@@ -68,6 +73,10 @@ def apply_plan(censor: LabHost, plan: CensorPlan, previous_tc_devices: Collectio
     for stage in plan.stages:
         start_stage(censor, stage)
     apply_iptables_rules(censor, plan.iptables_rules)
+    try:
+        apply_dns(censor, plan.dns)
+    except DnsApplyError as exc:
+        raise ApplyError(f"policy {plan.policy!r}: {exc}") from None
 
 
 def check_iptables_rules(rules: Sequence[Sequence[str]]) -> None:

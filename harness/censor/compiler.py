@@ -28,6 +28,17 @@ hook (table inet callwall, replaced whole in one `nft -f` transaction):
   the flow's next packet would roll again and a 30% rule would end up
   enforced on nearly every flow that retries.
 - `schedule` adds `meta time` / `meta hour` conditions (harness/censor/schedule.py).
+- A signature that looks fields up in a named set (harness/censor/signatures.py
+  `SetTest`: a STUN length against the UDP length) gets the set declared once
+  in the table, whichever rules use it.
+- `classify.ignore` (`ttl_below` N) keeps the packets of the rule's match that
+  arrive with a TTL under N out of connection tracking (`notrack`, in a
+  prerouting chain at raw priority, before conntrack and before this hop
+  decrements the TTL): they are neither counted among a flow's first packets
+  nor inspected, by this rule or any other, since every rule reads conntrack.
+  The chain matches the rule's sets and ports as a packet in the flow's
+  original direction carries them (`ip daddr` for dst_set), which is where
+  decoys travel: from the subscriber who opens the flow.
 - actions: harness/censor/actions.py.
 
 What nft cannot express (tls-sni: a name at a variable offset) goes to a
@@ -67,7 +78,7 @@ from harness.censor.plan import (
     UserspaceStage,
 )
 from harness.censor.schedule import describe_schedule, schedule_conditions
-from harness.censor.signatures import L4, classifier, nft_alternatives
+from harness.censor.signatures import L4, classifier, nft_alternatives, nft_sets
 from harness.spec.policy import DEFAULT_DENY, Match, Policy, PortRange, Rule
 from harness.spec.topology import Topology
 
@@ -91,6 +102,7 @@ STAGE_QUEUE_BASE = 100
 MAX_STAGES = 100  # queues 100-199 are the censor's
 STAGE_MARK_BASE = 0xCA000000  # packet marks: 0xCA00kk01 candidate, 0xCA00kk02 verdict
 PREFILTER_PRIORITY = -200  # before iptables mangle (-150), which queues to the stage
+IGNORE_PRIORITY = "raw"  # -300: before conntrack (-200) sees the packet
 # A match-only rule (no statement, no counter) whose one job is to keep
 # connection tracking on in the censor's namespace under every policy, the
 # baseline included. Conntrack starts only when a ruleset needs it: a policy
@@ -121,6 +133,8 @@ class _Output:
     """What the rules compile to, collected in policy order."""
 
     sets: list[str] = field(default_factory=list)
+    set_names: set[str] = field(default_factory=set)  # signature sets declared so far
+    ignore: list[str] = field(default_factory=list)
     prefilter: list[str] = field(default_factory=list)
     forward: list[str] = field(default_factory=list)
     stages: list[UserspaceStage] = field(default_factory=list)
@@ -152,7 +166,8 @@ def compile_policy(policy: Policy, bindings: CensorBindings, now: float | None =
                          for r in policy.rules)
     return CensorPlan(policy=policy.name, nft_ruleset=ruleset,
                       tc_ops=_tc_ops(bindings, out.shape_classes), explanations=explanations,
-                      stages=tuple(out.stages), iptables_rules=tuple(out.iptables))
+                      stages=tuple(out.stages), iptables_rules=tuple(out.iptables),
+                      dns=policy.dns)
 
 
 class _RuleCompiler:
@@ -161,6 +176,7 @@ class _RuleCompiler:
         self.out = out
         self.name = rule.id.replace("-", "_")
         self.match = _match_expression(rule.match, bindings)
+        self.bindings = bindings
         self.gate = " ".join(schedule_conditions(rule.schedule, now))
         blackhole = rule.action.kind == "blackhole_server"
         self.scope = "dst" if blackhole else rule.scope
@@ -249,9 +265,12 @@ class _RuleCompiler:
         if suspects:
             self._set(f"suspects_{self.name}", FLOW_KEY_TYPE, self.rule.verdict_s)
             hit = f"update @suspects_{self.name} {{ {CONNTRACK_FLOW_KEY} }}"
+        if classify.ignore is not None:
+            self._ignore(classify.ignore.ttl_below)
         for signature in classify.all_signatures:
             cls = classifier(signature, self.l4)
             if cls.in_kernel:
+                self._declare(nft_sets(cls))
                 head = _join(self._guarded(), self._first(classify.first_packets))
                 for pattern in nft_alternatives(cls):
                     self._emit(_join(head, pattern), [f"counter {hit}"],
@@ -263,6 +282,18 @@ class _RuleCompiler:
             if suspects:
                 head = _join(head, f"{CONNTRACK_FLOW_KEY} @suspects_{self.name}")
             self._emit(head, [f"counter {self._record}"], "trip")
+
+    def _declare(self, declarations: list[str]) -> None:
+        for declaration in declarations:
+            name = declaration.split()[1]
+            if name not in self.out.set_names:
+                self.out.set_names.add(name)
+                self.out.sets.append(declaration)
+
+    def _ignore(self, ttl_below: int) -> None:
+        head = _join(_original_direction_match(self.rule.match, self.bindings), self.gate)
+        self.out.ignore.append(_join(head, f"ip ttl < {ttl_below} counter notrack",
+                                     f'comment "{self.rule.id}: ignore ttl < {ttl_below}"'))
 
     def _stage(self, kind: str, names: list[str], sni_match: str, hit: str) -> None:
         index = len(self.out.stages)
@@ -322,6 +353,9 @@ def explain_rule(rule: Rule) -> str:
             text += f", whose first {classify.first_packets} packets match {kinds}"
         if classify.after_packets is not None:
             text += f"{' and then' if kinds else ','} reach {classify.after_packets} packets"
+        if classify.ignore is not None:
+            text += (f", not counting packets that arrive with TTL under "
+                     f"{classify.ignore.ttl_below}")
         scope = rule.scope if rule.action.kind != "blackhole_server" else "dst"
         held = {"flow": f"the flow, {rule.verdict_s}s idle",
                 "dst-proto": f"the server and protocol, {rule.verdict_s}s",
@@ -359,6 +393,12 @@ def _render_table(policy_name: str, out: _Output) -> str:
     # replace the whole policy in a single atomic transaction.
     body = [f'\tcomment "callwall policy {policy_name}"']
     body += [_indent(s) for s in out.sets]
+    if out.ignore:
+        body.append("\tchain ignore {")
+        body.append(f"\t\ttype filter hook prerouting priority {IGNORE_PRIORITY}; "
+                    "policy accept;")
+        body += [f"\t\t{line}" for line in out.ignore]
+        body.append("\t}")
     if out.prefilter:
         body.append("\tchain prefilter {")
         body.append(f"\t\ttype filter hook forward priority {PREFILTER_PRIORITY}; "
@@ -404,6 +444,25 @@ def _match_expression(match: Match, bindings: CensorBindings) -> str:
     # Sets name the flow's ends as conntrack saw them open (`ct original`), so a
     # rule on flows to a server also holds the server's replies.
     parts.append(_flow_sets(match))
+    if match.src_ports:
+        parts.append(f"th sport {_port_set(match.src_ports)}")
+    if match.dst_ports:
+        parts.append(f"th dport {_port_set(match.dst_ports)}")
+    return _join(*parts) or "meta nfproto ipv4"
+
+
+def _original_direction_match(match: Match, bindings: CensorBindings) -> str:
+    """The rule's match on a packet travelling in its flow's original
+    direction, without conntrack (for the raw-priority ignore chain)."""
+    subscriber = _interface_set(bindings.subscriber_interfaces)
+    parts = [{"upstream": f"iifname {subscriber}",
+              "downstream": f"iifname != {subscriber}"}.get(match.direction, "")]
+    if match.protocol != "any":
+        parts.append(f"meta l4proto {match.protocol}")
+    if match.src_set:
+        parts.append(f"ip saddr @{_set_name(match.src_set)}")
+    if match.dst_set:
+        parts.append(f"ip daddr @{_set_name(match.dst_set)}")
     if match.src_ports:
         parts.append(f"th sport {_port_set(match.src_ports)}")
     if match.dst_ports:

@@ -1,5 +1,9 @@
 """Per-rule packet and byte counters of the censor's live policy, so a call's
-record says which rule decided its fate."""
+record says which rule decided its fate.
+
+A policy's DNS removal counts too (harness/censor/dns.py): its counter is
+named by the removal's id, and its "packets" are the NXDOMAIN answers the
+resolver gave for the removed names (bytes 0)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from harness.censor.dns import removal_count
 from harness.censor.plan import NFT_FAMILY, NFT_TABLE
 from harness.netns.host import LabHost
 
@@ -41,9 +46,16 @@ def _counter_of(expressions: list[dict[str, Any]]) -> dict[str, int] | None:
 
 def read_counters(censor: LabHost) -> list[RuleCounter]:
     listing = censor.run(["nft", "-j", "list", "table", NFT_FAMILY, NFT_TABLE], check=False)
+    dns = read_dns_counters(censor)
     if listing.returncode != 0:
-        return []  # no policy table loaded yet
-    return parse_counters(listing.stdout)
+        return dns  # no policy table loaded yet
+    return parse_counters(listing.stdout) + dns
+
+
+def read_dns_counters(censor: LabHost) -> list[RuleCounter]:
+    """The DNS removal in force, as a counter: [] when there is none."""
+    counted = removal_count(censor)
+    return [] if counted is None else [RuleCounter(counted[0], counted[1], 0)]
 
 
 def counters_since(before: list[RuleCounter], after: list[RuleCounter]) -> list[RuleCounter]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Literal
 
+from harness.spec.policy import DnsRemoval
+
 NFT_FAMILY = "inet"
 NFT_TABLE = "callwall"
 
@@ -76,6 +78,8 @@ class CensorPlan:
     # Each element is one iptables rule specification (argv after
     # `iptables -t mangle -A CALLWALL`); the applier owns the chain and its jump.
     iptables_rules: tuple[tuple[str, ...], ...] = ()
+    # Names the subscribers' resolver answers NXDOMAIN for (harness/censor/dns.py).
+    dns: DnsRemoval | None = None
 
     def describe(self) -> str:
         lines = [f"policy {self.policy}: {len(self.explanations)} rule(s)"]
@@ -89,4 +93,7 @@ class CensorPlan:
         lines += [f"  userspace stage: rule {s.rule_id}, {s.classifier} on NFQUEUE "
                   f"{s.queue_num} (candidate mark {s.candidate_mark:#x}, verdict mark "
                   f"{s.verdict_mark:#x})" for s in self.stages]
+        if self.dns is not None:
+            lines.append(f"  {self.dns.id}: the subscribers' resolver answers NXDOMAIN for "
+                         f"{', '.join(self.dns.remove)} [in the resolver]")
         return "\n".join(lines)

@@ -50,7 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
-from harness.netns.registry import process_start_ticks
+from harness.procfs import process_start_ticks
 
 PRIVATE_ENV = "CALLWALL_PRIVATE_DOCKERD"
 DIR_ENV = "CALLWALL_DOCKERD_DIR"

@@ -8,7 +8,7 @@ in the run's state, so a process attaching later uses the same one.
 
 from __future__ import annotations
 
-from harness.link.backend import BackendName, LinkBackend, LinkTarget
+from harness.link.backend import BackendName, LinkBackend, LinkLateness, LinkTarget
 from harness.link.netem import NetemBackend
 from harness.link.selection import choose_backend, remember
 from harness.netns.host import LabHost
@@ -114,6 +114,24 @@ def set_impairment(lab: LabNetwork, sender: str, receiver: str,
         description = impairment.describe()
     _record(lab, {target.label: description})
     return target.label, description
+
+
+def lateness_snapshot(lab: LabNetwork) -> dict[str, LinkLateness]:
+    """The emulator's own lateness so far on every direction the topology
+    impairs, by link label (take one before and one after a call and use
+    `LinkLateness.since`); empty when no link is impaired or the backend has
+    no such figure (netem)."""
+    wanted = topology_impairments(lab.topology)
+    if not wanted:
+        return {}
+    backend = backend_for(lab)
+    snapshot = {}
+    for index, direction, _ in wanted:
+        target = target_for(lab, index, direction)
+        lateness = backend.lateness(target)
+        if lateness is not None:
+            snapshot[target.label] = lateness
+    return snapshot
 
 
 def _record(lab: LabNetwork, applied: dict[str, str]) -> None:

@@ -22,7 +22,8 @@ from typing import Any
 # The fields a PeerReport takes from the JSON; everything else stays in `extra`.
 _NUMBERS = ("setup_s", "loss_pct", "jitter_ms", "rtt_ms", "relay_rtt_ms",
             "received_bitrate_kbps", "max_frame_gap_ms", "failed_at_s", "frame_ms")
-_INTS = ("packets_sent", "packets_received", "packets_lost", "own_ssrc_dropped")
+_INTS = ("packets_sent", "packets_received", "packets_lost", "own_ssrc_dropped",
+         "text_sent", "text_received")
 _TEXTS = ("error", "failure_stage", "detail", "path", "profile", "strategy", "codec")
 
 
@@ -74,6 +75,12 @@ class PeerReport:
     packets_received: int | None = None
     packets_lost: int | None = None
     own_ssrc_dropped: int | None = None
+    # Text messages over the app's chat server (harness.calls.app.text): sent,
+    # the other side's that arrived, and whether all of them did (None: this
+    # client exchanges no text).
+    text_sent: int | None = None
+    text_received: int | None = None
+    text_ok: bool | None = None
     frames_received: int = 0
     frame_ms: float | None = None
     window_s: float | None = None
@@ -89,6 +96,10 @@ class PeerReport:
     selected_pair: Mapping[str, Any] | None = None
     path_changes: tuple[Mapping[str, Any], ...] = ()
     timeline: tuple[Mapping[str, Any], ...] = ()
+    # Each change of the audio bitrate the client made (the app-like clients
+    # adapt to the loss the other side reports): when (``at_s``), to what
+    # (``bitrate`` in bit/s, ``fec``), why, and the loss that decided it.
+    bitrate_changes: tuple[Mapping[str, Any], ...] = ()
     extra: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -96,19 +107,23 @@ class PeerReport:
         """Read a client's JSON; a field of the wrong type is dropped (None),
         never trusted."""
         known = {*_NUMBERS, *_INTS, *_TEXTS, "role", "connected", "frames_received",
-                 "media_seconds", "selected_pair", "path_changes", "timeline", "wrote_result"}
+                 "media_seconds", "selected_pair", "path_changes", "timeline", "wrote_result",
+                 "bitrate_changes",
+                 "text_ok"}
         values: dict[str, Any] = {name: _number(raw.get(name)) for name in _NUMBERS}
         values.update({name: _int(raw.get(name)) for name in _INTS})
         values.update({name: _text(raw.get(name)) for name in _TEXTS})
         pair = raw.get("selected_pair")
         return cls(role=role, wrote_result=raw.get("wrote_result", True) is not False,
                    connected=raw.get("connected") is True,
+                   text_ok=raw["text_ok"] if isinstance(raw.get("text_ok"), bool) else None,
                    frames_received=_int(raw.get("frames_received")) or 0,
                    window_s=_number(raw.get("media_seconds")),
                    selected_pair=MappingProxyType(dict(pair)) if isinstance(pair, Mapping)
                    else None,
                    path_changes=_rows(raw.get("path_changes")),
                    timeline=_rows(raw.get("timeline")),
+                   bitrate_changes=_rows(raw.get("bitrate_changes")),
                    extra=MappingProxyType({k: v for k, v in raw.items() if k not in known}),
                    **values)
 
@@ -139,13 +154,14 @@ class PeerReport:
     def to_dict(self) -> dict[str, Any]:
         """The JSON shape clients write (``media_seconds`` for the window)."""
         out: dict[str, Any] = {"role": self.role, "wrote_result": self.wrote_result,
-                               "connected": self.connected,
+                               "connected": self.connected, "text_ok": self.text_ok,
                                "frames_received": self.frames_received,
                                "media_seconds": self.window_s,
                                "selected_pair": dict(self.selected_pair)
                                if self.selected_pair is not None else None,
                                "path_changes": [dict(c) for c in self.path_changes],
-                               "timeline": [dict(r) for r in self.timeline]}
+                               "timeline": [dict(r) for r in self.timeline],
+                               "bitrate_changes": [dict(c) for c in self.bitrate_changes]}
         for name in (*_NUMBERS, *_INTS, *_TEXTS):
             out[name] = getattr(self, name)
         out.update(self.extra)

@@ -113,6 +113,20 @@ class CallRecord:
     judgement: dict[str, Any] = field(default_factory=dict)
     # Seconds the tunnel took to come up (tunnel strategies), included in setup_s.
     tunnel_up_s: float | None = None
+    # Text messages over the app's chat server during the call (app-like
+    # profiles): true when each side got all of the other's, false when some
+    # side did not (or could not reach its chat server), None when not
+    # measured; text_counts has each side's sent and received.
+    text_ok: bool | None = None
+    text_counts: dict[str, int | None] = field(default_factory=dict)
+    # The link emulator's own lateness per impaired link direction during the
+    # call (harness.measure.verdict.LinkFidelity); `missed` marks a link whose
+    # figures are partly the machine's.
+    link_fidelity: list[dict[str, Any]] = field(default_factory=list)
+    # Where the judged call's wall time went, in seconds (harness.session.call_timing):
+    # policy_load, health_check, counters, capture, tunnel_up, setup,
+    # failure_wait, media, teardown, call, scoring, total.
+    timing_s: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -188,7 +202,26 @@ def build_record(identity: CallIdentity, evidence: CallEvidence,
         path=path, path_changes=[dict(c) for c in path_changes],
         failure_detail=caller.detail or callee.detail,
         judgement=judgement.to_dict(), tunnel_up_s=tunnel_up_s,
+        text_ok=text_outcome(caller, callee), text_counts=text_counts(caller, callee),
+        link_fidelity=[asdict(f) for f in evidence.link_fidelity],
     )
+
+
+def text_outcome(caller: PeerReport, callee: PeerReport) -> bool | None:
+    """Whether text worked both ways: False if either side says it did not,
+    True if both say it did, else None (not measured, or a side silent)."""
+    sides = (caller.text_ok, callee.text_ok)
+    if False in sides:
+        return False
+    return True if sides == (True, True) else None
+
+
+def text_counts(caller: PeerReport, callee: PeerReport) -> dict[str, int | None]:
+    """Each side's text messages sent and received ({} when not measured)."""
+    if caller.text_sent is None and callee.text_sent is None:
+        return {}
+    return {"caller_sent": caller.text_sent, "caller_received": caller.text_received,
+            "callee_sent": callee.text_sent, "callee_received": callee.text_received}
 
 
 def skipped_record(identity: CallIdentity, expectation: Expectation | None,

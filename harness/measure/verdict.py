@@ -69,6 +69,29 @@ class RuleCount:
 
 
 @dataclass(frozen=True)
+class LinkFidelity:
+    """How late the link emulator itself was on one impaired link direction
+    during the call (harness.link.backend.LinkLateness over the call's
+    window): its own error, not the impairment it was asked for. `missed`
+    says it was late beyond its tolerance for more than 1 % of the packets,
+    so the call's figures are partly the emulator's, not the network's."""
+
+    link: str
+    packets: int
+    p99_late_us: int
+    max_late_us: int
+    tolerance_us: int
+    over_tolerance: int
+    steal_pct: float | None
+    missed: bool
+
+    def describe(self) -> str:
+        steal = "" if self.steal_pct is None else f", hypervisor steal {self.steal_pct:.1f} %"
+        return (f"{self.link}: {self.over_tolerance} of {self.packets} packets later than "
+                f"{self.tolerance_us} us (p99 {self.p99_late_us} us{steal})")
+
+
+@dataclass(frozen=True)
 class PeerFailure:
     role: str
     kind: str
@@ -84,7 +107,8 @@ class CallEvidence:
     PESQ of the callee's received audio (None where audio was not recorded);
     ``killed_by_fault`` the roles an injected fault killed on purpose;
     ``harness_error`` what broke outside the peers (a dead service, a missing
-    tool); ``link_impaired`` whether the topology impairs any link."""
+    tool); ``link_impaired`` whether the topology impairs any link;
+    ``link_fidelity`` how late the link emulator was on each of them."""
 
     caller: PeerReport
     callee: PeerReport
@@ -95,6 +119,9 @@ class CallEvidence:
     killed_by_fault: frozenset[str] = frozenset()
     harness_error: str | None = None
     link_impaired: bool = False
+    # The userspace link emulator's own lateness on each impaired link
+    # direction during the call (empty: no link impaired, or netem).
+    link_fidelity: Sequence[LinkFidelity] = ()
 
     def peers(self) -> tuple[PeerReport, PeerReport]:
         return self.caller, self.callee
@@ -165,7 +192,24 @@ def judge(evidence: CallEvidence, quality: Quality,
     outcome, reasons = observe(evidence, quality, failures)
     deciding = _deciding_rules(evidence, expectation)
     verdict, why = _verdict(outcome, quality, expectation, deciding, evidence, failures)
+    verdict, why = _emulator_check(verdict, why, evidence)
     return Judgement(outcome, verdict, tuple(why + reasons), failures, deciding)
+
+
+def _emulator_check(verdict: str, why: list[str], evidence: CallEvidence
+                    ) -> tuple[str, list[str]]:
+    """A call on links whose emulator missed its tolerance measured the
+    machine as much as the network: a verdict against the expectation is
+    then the harness's error, never a fail blamed on the censor; a pass
+    stands, marked."""
+    missed = [f for f in evidence.link_fidelity if f.missed]
+    if not missed:
+        return verdict, why
+    said = "the link emulator missed its tolerance: " + "; ".join(f.describe() for f in missed)
+    if verdict == "fail":
+        return "error", [said + " (the figures are partly the machine's; rerun on an idle "
+                         "machine)"] + why
+    return verdict, why + [said]
 
 
 def observe(evidence: CallEvidence, quality: Quality,

@@ -12,6 +12,7 @@ REQUIRED_BINARIES = {
     "nft": "nftables",
     "nsenter": "util-linux",
     "turnserver": "coturn",
+    "dnsmasq": "dnsmasq-base",
     "mnexec": "mininet",
     "sysctl": "procps",
     "ethtool": "ethtool",

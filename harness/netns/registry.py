@@ -14,12 +14,18 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from harness.containers.runtime import ContainerRecord, remove_recorded
 from harness.netns.directory import ServiceDirectory
+from harness.procfs import process_start_ticks
+
+__all__ = ["ContainerRecord", "OwnedProcess", "Registry", "RunState", "list_runs",
+           "new_run_id", "process_start_ticks", "stale_runs", "terminate"]
 
 RUNS_ROOT = Path(os.environ.get("CALLWALL_STATE_DIR", "/run/callwall"))
 RUN_PREFIX = "cw"
@@ -31,20 +37,6 @@ TERM_GRACE_S = 3.0
 def new_run_id() -> str:
     """A short unique prefix: it names the run's namespaces' shells and files."""
     return RUN_PREFIX + secrets.token_hex(3)
-
-
-def process_start_ticks(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot), or None if the
-    process is gone or a zombie (exited, not yet reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces; fields restart after ')'.
-    fields = stat[stat.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 @dataclass
@@ -75,6 +67,10 @@ class RunState:
     link_backend: Literal["netem", "userspace"] | None = None
     link_impairments: dict[str, str] = field(default_factory=dict)
     services: ServiceDirectory | None = None
+    # Containers (harness.containers.runtime): lab hosts that run an image
+    # (what "host") and call endpoints (what "<role> endpoint"), each recorded
+    # by name before it is created, then with its id and init PID.
+    containers: list[ContainerRecord] = field(default_factory=list)
 
     def owner_alive(self) -> bool:
         return process_start_ticks(self.owner_pid) == self.owner_start_ticks
@@ -88,6 +84,8 @@ class Registry:
         self.dir = root / state.run_id
         # Processes this object stopped or forgot: a merge must not bring them back.
         self._forgotten: set[tuple[int, int]] = set()
+        # Containers (by name) this object removed: likewise.
+        self._removed_containers: set[str] = set()
 
     @classmethod
     def create(cls, topology: str, root: Path = RUNS_ROOT, run_id: str | None = None) -> Registry:
@@ -107,6 +105,7 @@ class Registry:
         raw["processes"] = [OwnedProcess(**p) for p in raw["processes"]]
         if raw.get("services") is not None:
             raw["services"] = ServiceDirectory.from_dict(raw["services"])
+        raw["containers"] = [ContainerRecord.from_dict(c) for c in raw.get("containers", [])]
         return cls(RunState(**raw), run_dir.parent)
 
     @staticmethod
@@ -147,6 +146,10 @@ class Registry:
         for owned in on_disk.processes:
             if (owned.pid, owned.start_ticks) not in known and owned.alive():
                 self.state.processes.append(owned)
+        names = {c.name for c in self.state.containers} | self._removed_containers
+        for record in on_disk.containers:
+            if record.name not in names:
+                self.state.containers.append(record)
 
     def forget(self, owned: OwnedProcess) -> None:
         """Drop one record (its process has ended or was stopped)."""
@@ -162,9 +165,37 @@ class Registry:
         self.state.owner_pid, self.state.owner_start_ticks = pid, ticks
         self.save()
 
-    def record_host(self, name: str, pid: int) -> None:
-        self.state.hosts[name] = self._owned(pid, name, "host-shell")
+    def record_host(self, name: str, pid: int, what: str = "host-shell") -> None:
+        self.state.hosts[name] = self._owned(pid, name, what)
         self.save()
+
+    def record_container(self, record: ContainerRecord) -> None:
+        """Record a container (or update its record, by name): before it is
+        created (name only), then with its id, then with its init PID."""
+        self.state.containers = [c for c in self.state.containers if c.name != record.name]
+        self.state.containers.append(record)
+        self.save()
+
+    def forget_container(self, name: str) -> None:
+        """Drop a container's record (it was removed)."""
+        self._removed_containers.add(name)
+        self.state.containers = [c for c in self.state.containers if c.name != name]
+        self.save()
+
+    def remove_containers(self, *, keep_hosts: bool = False) -> list[str]:
+        """Remove the recorded containers (with `keep_hosts`, the call
+        endpoints' only) and forget those that are gone; returns what could
+        not be removed."""
+        chosen = [c for c in self.state.containers
+                  if not (keep_hosts and c.what == HOST_CONTAINER)]
+        if not chosen:
+            return []
+        problems = remove_recorded(chosen)
+        gone = {c.name for c in chosen} - set(problems)
+        self._removed_containers |= gone
+        self.state.containers = [c for c in self.state.containers if c.name not in gone]
+        self.save()
+        return list(problems.values())
 
     def record_process(self, pid: int, host: str, what: str) -> OwnedProcess:
         owned = self._owned(pid, host, what)
@@ -199,26 +230,42 @@ class Registry:
         return stopped
 
     def stop_services(self) -> None:
-        """Every recorded program running inside the lab's hosts."""
+        """Every recorded program running inside the lab's hosts, then the
+        call endpoints' containers."""
         self._merge_recorded_elsewhere()
         for owned in reversed(self.state.processes):
             terminate(owned)
             self._forgotten.add((owned.pid, owned.start_ticks))
         self.state.processes = []
         self.save()
+        _report(self.state.run_id, self.remove_containers(keep_hosts=True))
 
     def stop_processes(self) -> None:
         """Services first, then the host shells that hold the namespaces
         (interactive shells ignore SIGTERM; they end on SIGHUP)."""
         self.stop_services()
+        _report(self.state.run_id, self.remove_containers())
         for owned in self.state.hosts.values():
             terminate(owned, first_signal=signal.SIGHUP)
         self.state.hosts = {}
 
     def remove(self) -> None:
-        """Stop every recorded process and delete the run's private files."""
+        """Stop every recorded process and container and delete the run's
+        private files; a container that could not be removed keeps its
+        record (and the run's state file), for `callwall clean` to retry."""
         self.stop_processes()
+        if self.state.containers:
+            self.save()
+            return
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+HOST_CONTAINER = "host"
+
+
+def _report(run_id: str, problems: list[str]) -> None:
+    for problem in problems:
+        print(f"callwall: [{run_id}] left behind: {problem}", file=sys.stderr, flush=True)
 
 
 def terminate(owned: OwnedProcess, grace_s: float = TERM_GRACE_S,

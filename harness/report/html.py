@@ -165,6 +165,7 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
         path_changes=[dict(c) for c in _list(raw.get("path_changes")) if isinstance(c, Mapping)],
         failure_detail=_text(raw.get("failure_detail")) or None,
         tunnel_up_s=number(raw.get("tunnel_up_s")),
+        text_ok=raw["text_ok"] if isinstance(raw.get("text_ok"), bool) else None,
     )
     _copy_structured_fields(record, raw)
     return record
@@ -173,7 +174,8 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
 # Lists and mappings a record carries as they are (timelines, events, counters,
 # files, PESQ): copied when they have the right shape, else left empty.
 STRUCTURED_FIELDS = {"timeline": list, "timeline_reverse": list, "events": list,
-                     "censor_counters": list, "files": dict, "pesq": dict, "judgement": dict}
+                     "censor_counters": list, "files": dict, "pesq": dict, "judgement": dict,
+                     "link_fidelity": list, "timing_s": dict, "text_counts": dict}
 
 
 def _copy_structured_fields(record: CallRecord, raw: Mapping[str, Any]) -> None:
@@ -398,6 +400,7 @@ def _call_section(run_dir: Path, call: Call) -> str:
     heading = (f"<h3>{esc(call.title)} <span class=\"badge {css}\">{esc(record.verdict)}</span>"
                f" <span class=\"muted\">{esc(record.outcome)}</span></h3>")
     heading += _decided_line(record)
+    heading += _fidelity_line(record)
     if record.error:
         tone = "errtext" if css in ("fail", "error") else "errtext muted"
         heading += f"<p class=\"{tone}\">peer error: {esc(record.error)}</p>"
@@ -423,6 +426,21 @@ def _call_section(run_dir: Path, call: Call) -> str:
         f"<div class=\"panels\">{_directions(record.directions)}{_faults(record.faults)}</div>",
     ]
     return f"<section class=\"call {css}\" id=\"{esc(call.anchor)}\">{''.join(parts)}</section>"
+
+
+def _fidelity_line(record: CallRecord) -> str:
+    """Under a call's heading, when the link emulator missed its tolerance on
+    a link during the call: which, and by how much, so that a figure measured
+    on an overloaded machine is not mistaken for the censor's effect."""
+    missed = [row for row in record.link_fidelity
+              if isinstance(row, Mapping) and row.get("missed")]
+    if not missed:
+        return ""
+    parts = [f"{row.get('link')}: {row.get('over_tolerance')} of {row.get('packets')} packets "
+             f"later than {row.get('tolerance_us')} us (p99 {row.get('p99_late_us')} us)"
+             for row in missed]
+    return ("<p class=\"errtext\">link emulator late — these figures are partly the "
+            f"machine's: {esc('; '.join(parts))}</p>")
 
 
 def _decided_line(record: CallRecord) -> str:
@@ -558,10 +576,28 @@ def _key_figures(call: Call) -> str:
         ("MOS (E-model)", esc(_fmt(record.mos, 2))),
         ("PESQ MOS-LQO", esc(_pesq_long(raw))),
         ("packets sent / received / lost", esc(packets)),
+        ("text messages", esc(_text_messages(raw))),
         ("failure", esc(_failure(raw))),
     ]
     body = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<table class=\"figures\">{body}</table>"
+
+
+def _text_messages(raw: Mapping[str, Any]) -> str:
+    """Text over the app's chat server during the call: whether it worked
+    both ways, and each side's messages sent / received."""
+    if "text_ok" not in raw:
+        return NOT_RECORDED
+    ok = raw.get("text_ok")
+    counts = raw.get("text_counts") if isinstance(raw.get("text_counts"), Mapping) else {}
+    if ok is None and not counts:
+        return "not measured"
+    head = "delivered both ways" if ok is True else "NOT delivered" if ok is False \
+        else "not judged"
+    sides = [f"{role} sent {_count(_int(counts.get(f'{role}_sent')))}, received "
+             f"{_count(_int(counts.get(f'{role}_received')))}"
+             for role in ("caller", "callee") if counts]
+    return head + (f" ({'; '.join(sides)})" if sides else "")
 
 
 def _failure(raw: Mapping[str, Any]) -> str:

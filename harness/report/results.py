@@ -37,7 +37,14 @@ def new_results_dir(root: Path, run_id: str) -> Path:
 
 
 def write_results(run_dir: Path, records: Sequence[CallRecord], meta: dict[str, Any]) -> Path:
-    payload = {"schema": SCHEMA_VERSION, **meta, "calls": [r.to_dict() for r in records]}
+    return write_raw_results(run_dir, [r.to_dict() for r in records], meta)
+
+
+def write_raw_results(run_dir: Path, calls: Sequence[Mapping[str, Any]],
+                      meta: Mapping[str, Any]) -> Path:
+    """results.json from call records as results.json holds them (every field
+    kept, also those CallRecord does not know), written atomically."""
+    payload = {"schema": SCHEMA_VERSION, **meta, "calls": list(calls)}
     path = run_dir / "results.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")

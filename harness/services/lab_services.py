@@ -3,7 +3,14 @@ relay (UDP and TCP 3478, TLS 443), a STUN-only coturn, the signalling
 server, and the app-like relays of harness.apps (in the hosts named
 ``wa-relay`` and ``tg-relay``, when the topology has them). Credentials and
 the TLS CA are generated per run, in the run's private directory, and removed
-with it."""
+with it.
+
+Where the topology has them, also: the app-like profiles' own chat servers
+(signalling and text; instances of harness.services.signalling) in hosts
+``wa-chat`` (TCP 5222, falling back to 443) and ``tg-server`` (TCP 443); the
+domestic app server ``max`` (its chat server on TCP 443 and its media relay,
+harness.services.max_relay, on UDP 3478); and the subscribers' resolver
+(dnsmasq, harness.services.resolver) in the host with role ``resolver``."""
 
 from __future__ import annotations
 
@@ -12,11 +19,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.netns.directory import ServiceDirectory
+from harness.netns.directory import RESOLVER, ResolverFiles, ServiceDirectory
 from harness.netns.host import LabHost
 from harness.netns.network import LabNetwork
 from harness.netns.process import wait_listening
+from harness.services import max_relay
 from harness.services.pki import issue_run_certificates
+from harness.services.resolver import RESOLVER_SOCKETS, dnsmasq_argv, prepare_resolver
 from harness.services.turn import TurnServerConfig, generate_credentials, turnserver_argv
 
 TURN_PORT = 3478
@@ -43,6 +52,21 @@ WA_RELAY_SOCKETS = tuple(("udp", port) for port in range(3478, 3498))
 TG_RELAY_SOCKETS = (*(("udp", port) for port in (596, 597, 598, 599, 1400)), ("tcp", 443))
 RELAY_SOCKETS = (("udp", TURN_PORT), ("tcp", TURN_PORT), ("tcp", TURNS_PORT))
 STUN_SOCKETS = (("udp", STUN_PORT),)
+# The app-like profiles' own servers, found by host name like the relays: a
+# chat server (harness.services.signalling: call signalling and text) per
+# app, and the domestic app's media relay. WhatsApp's chat protocol uses TCP
+# 5222 and falls back to 443 (docs/sources.md S70); Telegram's clients reach
+# its servers on TCP 443 (S71); Max's ports are not reported ([S] 443 and UDP
+# 3478).
+WA_CHAT = "whatsapp-like chat server"
+TG_SERVER = "telegram-like chat server"
+MAX_SERVER = "max-like chat server"
+MAX_RELAY = "max-like relay"
+APP_SERVER_HOSTS = {WA_CHAT: "wa-chat", TG_SERVER: "tg-server", MAX_SERVER: "max",
+                    MAX_RELAY: "max"}
+CHAT_PORTS: dict[str, tuple[int, ...]] = {WA_CHAT: (5222, 443), TG_SERVER: (443,),
+                                          MAX_SERVER: (443,)}
+MAX_RELAY_PORT = max_relay.PORT
 
 
 def start_lab_services(lab: LabNetwork) -> ServiceDirectory:
@@ -61,10 +85,16 @@ def start_lab_services(lab: LabNetwork) -> ServiceDirectory:
     signalling_ip = str(lab.topology.address_of(signalling.name))
     _start_signalling(signalling, signalling_ip, root)
     start_app_relays(lab)
+    start_app_servers(lab)
+    resolver = prepare_resolver(lab, root)
+    if resolver is not None:
+        _start_resolver(lab.host(resolver[0]), resolver[1], resolver[2])
     return ServiceDirectory(
         relay_ip=relay_ip, turn_port=TURN_PORT, turns_port=TURNS_PORT, turn_username=username,
         turn_password=password, ca_file=str(certs.ca_cert), stun_ip=stun_ip,
         stun_port=STUN_PORT, signalling_ip=signalling_ip, signalling_port=SIGNALLING_PORT,
+        resolver_ip=resolver[1] if resolver else None,
+        resolver_dir=str(resolver[2].directory) if resolver else None,
     )
 
 
@@ -86,6 +116,13 @@ def start_service(lab: LabNetwork, services: ServiceDirectory, what: str) -> Non
         _start_signalling(lab.host_with_role("signalling"), services.signalling_ip, root)
     elif what in APP_RELAY_HOSTS:
         _start_app_relay(lab, what)
+    elif what in APP_SERVER_HOSTS:
+        _start_app_server(lab, what)
+    elif what == RESOLVER and services.resolver_files is not None \
+            and services.resolver_ip is not None:
+        # As it was: the zone it serves keeps the removal of the policy in force.
+        name = lab.topology.hosts_with_role("resolver")[0]
+        _start_resolver(lab.host(name), services.resolver_ip, services.resolver_files)
     else:
         raise ValueError(f"unknown service {what!r}; services are: {', '.join(SERVICES)}")
 
@@ -94,7 +131,9 @@ def expected_services(lab: LabNetwork) -> list[str]:
     """Every service this lab runs: the relay, STUN and signalling, and the
     app relays whose hosts the topology has."""
     return [*SERVICES, *(what for what, name in APP_RELAY_HOSTS.items()
-                         if name in lab.topology.hosts)]
+                         if name in lab.topology.hosts),
+            *(what for what, name in APP_SERVER_HOSTS.items() if name in lab.topology.hosts),
+            *([RESOLVER] if lab.topology.hosts_with_role("resolver") else [])]
 
 
 def restore_services(lab: LabNetwork, services: ServiceDirectory) -> list[str]:
@@ -169,6 +208,46 @@ def _start_app_relay(lab: LabNetwork, what: str) -> None:
         sockets = TG_RELAY_SOCKETS
     proc = host.start(argv, what=what, log=log)
     _await_sockets(host, proc, what, sockets, [log])
+
+
+def start_app_servers(lab: LabNetwork) -> None:
+    """Start the app-like profiles' servers whose hosts the topology has."""
+    for what, name in APP_SERVER_HOSTS.items():
+        if name in lab.topology.hosts:
+            _start_app_server(lab, what)
+
+
+def listen_address(lab: LabNetwork, name: str) -> str:
+    """Where a server in host `name` listens: its service address, or every
+    address when the host has a leg on more than one network (the domestic
+    app server, reached from the subscribers' side and from abroad)."""
+    if len(lab.topology.interfaces(name)) > 1:
+        return "0.0.0.0"
+    return str(lab.topology.address_of(name))
+
+
+def _start_app_server(lab: LabNetwork, what: str) -> None:
+    name = APP_SERVER_HOSTS[what]
+    host = lab.host(name)
+    listen = listen_address(lab, name)
+    log = _services_root(lab) / f"{name}-{'relay' if what == MAX_RELAY else 'chat'}.log"
+    if what == MAX_RELAY:
+        argv = [sys.executable, "-m", "harness.services.max_relay", "--listen", listen,
+                "--port", str(MAX_RELAY_PORT)]
+        sockets: Sequence[tuple[str, int]] = (("udp", MAX_RELAY_PORT),)
+    else:
+        argv = [sys.executable, "-m", "harness.services.signalling", "--listen", listen]
+        for port in CHAT_PORTS[what]:
+            argv += ["--port", str(port)]
+        sockets = tuple(("tcp", port) for port in CHAT_PORTS[what])
+    proc = host.start(argv, what=what, log=log)
+    _await_sockets(host, proc, what, sockets, [log])
+
+
+def _start_resolver(host: LabHost, ip: str, files: ResolverFiles) -> None:
+    log = files.directory / "stderr.log"
+    proc = host.start(dnsmasq_argv(ip, files), what=RESOLVER, log=log)
+    _await_sockets(host, proc, RESOLVER, RESOLVER_SOCKETS, [log, files.query_log])
 
 
 def _await_sockets(host: LabHost, proc: subprocess.Popen[bytes], what: str,

@@ -10,8 +10,14 @@ Protocol (one JSON object per line, UTF-8):
   the same room (at most 2 per room); with nobody else in the room it is dropped;
 * when a client leaves, the remaining one receives ``{"peer_left": true}``.
 
-Run as ``python -m harness.services.signalling --listen IP --port P``; it prints
-``ready`` on stdout once listening and exits with status 0 on SIGTERM/SIGINT.
+Run as ``python -m harness.services.signalling --listen IP --port P [--port P2]``;
+given several ports, one server listens on all of them (a client on one port
+meets a client on another in the same room), as an app's chat server answers
+on its main port and its fallback. It prints ``ready`` on stdout once
+listening and exits with status 0 on SIGTERM/SIGINT.
+
+Besides the lab's own signalling server (host ``signal``), the app-like
+profiles' chat servers are instances of this one (harness.services.lab_services).
 """
 
 from __future__ import annotations
@@ -137,8 +143,10 @@ class SignallingServer:
                 member.writer.close()
 
 
-async def start_server(host: str, port: int) -> tuple[asyncio.Server, SignallingServer]:
-    state = SignallingServer()
+async def start_server(host: str, port: int, state: SignallingServer | None = None
+                       ) -> tuple[asyncio.Server, SignallingServer]:
+    """Listen on `port`; with `state`, share the rooms of another listener."""
+    state = state if state is not None else SignallingServer()
     server = await asyncio.start_server(state.handle, host, port, limit=MAX_LINE)
     return server, state
 
@@ -199,22 +207,25 @@ class SignallingClient:
             await asyncio.wait_for(self._writer.wait_closed(), 2.0)
 
 
-async def serve(host: str, port: int) -> None:
-    server, state = await start_server(host, port)
+async def serve(host: str, ports: list[int]) -> None:
+    state = SignallingServer()
+    servers = [(await start_server(host, port, state))[0] for port in ports]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     print("ready", flush=True)
     await stop.wait()
-    server.close()
+    for server in servers:
+        server.close()
     state.close_all()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="callwall signalling server")
     parser.add_argument("--listen", required=True, help="IP address to listen on")
-    parser.add_argument("--port", required=True, type=int, help="TCP port")
+    parser.add_argument("--port", required=True, type=int, action="append",
+                        help="TCP port (repeat to listen on several, sharing the rooms)")
     return parser.parse_args(argv)
 
 
@@ -223,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(args.listen, args.port))
     except OSError as exc:
-        print(f"signalling: cannot listen on {args.listen}:{args.port}: {exc}", file=sys.stderr)
+        ports = ",".join(str(p) for p in args.port)
+        print(f"signalling: cannot listen on {args.listen}:{ports}: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -32,6 +32,7 @@ def load_expanded(path: Path, stack: tuple[Path, ...] = ()) -> tuple[Policy, Loc
     here = path.resolve()
     rules: list[Rule] = []
     origins: Origins = {}
+    dns = policy.dns  # its own DNS removal, else the one an include brings
     for index, name in enumerate(policy.include):
         entry = locate(loc, "include", index)
         target = _include_path(name, path, entry)
@@ -45,6 +46,11 @@ def load_expanded(path: Path, stack: tuple[Path, ...] = ()) -> tuple[Policy, Loc
         if included.mode != policy.mode:
             raise entry.error(f"{name} has mode {included.mode}; this policy has mode "
                               f"{policy.mode}")
+        if included.dns is not None and policy.dns is None:
+            if dns is not None and dns != included.dns:
+                raise entry.error(f"{name} brings a second DNS removal; give this policy its "
+                                  "own `dns` to say which names it removes")
+            dns = included.dns
         for rule in included.rules:
             if rule.id in origins:
                 raise entry.error(f"rule id {rule.id!r} from {name} is already defined by an "
@@ -57,7 +63,7 @@ def load_expanded(path: Path, stack: tuple[Path, ...] = ()) -> tuple[Policy, Loc
         rules.append(rule)
         origins[rule.id] = locate(loc, "rules", index)
     rules = _apply_overrides(policy, loc, rules)
-    return dataclasses.replace(policy, rules=rules), loc, origins
+    return dataclasses.replace(policy, rules=rules, dns=dns), loc, origins
 
 
 def _include_path(name: str, path: Path, entry: Located) -> Path:

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.spec.names import ANY, PROFILES, unplaceable
+from harness.spec.descriptor import profiles, unplaceable_any
+from harness.spec.names import ANY
 from harness.spec.policy import Policy
 from harness.spec.schema import (
     Located,
@@ -95,10 +96,10 @@ def _check_calls(matrix: Matrix, loc: Located) -> None:
     for index, group in enumerate(matrix.groups):
         for profile, strategies in group.calls.items():
             where = locate(loc, "groups", index, "calls", profile)
-            if profile not in PROFILES:
+            if profile not in profiles():  # endpoint descriptors included
                 raise where.error(f"unknown profile {profile!r}; profiles are: "
-                                  f"{', '.join(PROFILES)}")
+                                  f"{', '.join(profiles())}")
             for position, strategy in enumerate(strategies):
-                why = unplaceable(profile, strategy)
+                why = unplaceable_any(profile, strategy)
                 if why is not None:
                     raise locate(where, position).error(why)

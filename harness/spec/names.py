@@ -16,6 +16,10 @@ class Profile(StrEnum):
     SIGNAL_LIKE = "signal-like"
     WHATSAPP_LIKE = "whatsapp-like"
     TELEGRAM_LIKE = "telegram-like"
+    MAX_LIKE = "max-like"
+    BROWSER = "browser"
+    BROWSER_AIORTC = "browser-aiortc"
+    SIP = "sip"
 
 
 class Strategy(StrEnum):
@@ -33,6 +37,7 @@ class Strategy(StrEnum):
     SHADOWSOCKS = "shadowsocks"
     JUNK_OBFUSCATION = "junk-obfuscation"
     SPLIT_ROUTE = "split-route"
+    DECOY = "decoy"
 
 
 class Role(StrEnum):
@@ -54,6 +59,28 @@ APP_STRATEGIES: tuple[str, ...] = (Strategy.DIRECT,) + tuple(
     s for s in TUNNEL_STRATEGIES if s != Strategy.SHADOWSOCKS)
 PLACEABLE: dict[str, tuple[str, ...]] = {
     p.value: ALL_STRATEGIES if p == Profile.WEBRTC else APP_STRATEGIES for p in Profile}
+# max-like's servers are domestic, reached without crossing the censor: a
+# tunnel abroad would only carry its traffic away from them, so it is placed
+# directly only.
+PLACEABLE[Profile.MAX_LIKE.value] = (Strategy.DIRECT,)
+# The browser profiles (Chromium) speak the same ICE strategies as the webrtc
+# client and ride the same tunnels.
+PLACEABLE[Profile.BROWSER.value] = PLACEABLE[Profile.WEBRTC.value]
+PLACEABLE[Profile.BROWSER_AIORTC.value] = PLACEABLE[Profile.WEBRTC.value]
+# The SIP softphone (baresip 1.0.0) does ICE with STUN, and TURN over UDP only;
+# the tunnels carry it like the webrtc client (shadowsocks and split-route a
+# TURN-UDP call).
+PLACEABLE[Profile.SIP.value] = (Strategy.DIRECT, Strategy.TURN_UDP, Strategy.WIREGUARD,
+                                Strategy.OPENVPN_UDP, Strategy.OPENVPN_TCP,
+                                Strategy.SHADOWSOCKS, Strategy.JUNK_OBFUSCATION,
+                                Strategy.SPLIT_ROUTE)
+# Why a profile cannot take a strategy, where the reason is more than "not in its list".
+UNPLACEABLE_WHY: dict[tuple[str, str], str] = {
+    (Profile.SIP.value, Strategy.TURN_TCP.value):
+        "baresip 1.0.0 has no TURN over TCP (added in 2.0; ?transport=tcp is ignored)",
+    (Profile.SIP.value, Strategy.TURN_TLS_443.value):
+        "baresip 1.0.0 has no TURN over TLS (added in 2.0)",
+}
 
 
 def unplaceable(profile: str, strategy: str) -> str | None:
@@ -63,7 +90,9 @@ def unplaceable(profile: str, strategy: str) -> str | None:
     if strategy not in ALL_STRATEGIES:
         return f"unknown strategy {strategy!r}; strategies are: {', '.join(ALL_STRATEGIES)}"
     if strategy not in PLACEABLE[profile]:
-        return (f"profile {profile} cannot be placed with {strategy!r}; it takes: "
+        why = UNPLACEABLE_WHY.get((profile, strategy))
+        return (f"profile {profile} cannot be placed with {strategy!r}"
+                f"{': ' + why if why else ''}; it takes: "
                 f"{', '.join(PLACEABLE[profile])}")
     return None
 
@@ -76,9 +105,13 @@ ANY = "*"
 # One line each, for `callwall list profiles|strategies`.
 PROFILE_DESCRIPTIONS: dict[str, str] = {
     "webrtc": "aiortc WebRTC peer: ICE (STUN, TURN), DTLS-SRTP, Opus",
-    "signal-like": "Signal-like: aiortc over UDP first, then TURN over TLS 443",
-    "whatsapp-like": "WhatsApp-like: STUN-dialect allocate at a UDP relay, relay only",
-    "telegram-like": "Telegram-like: P2P, then UDP reflectors (596-599, 1400), then TCP 443",
+    "signal-like": "Signal-like: aiortc gathering host, STUN and TURN (UDP, TLS 443) at once",
+    "whatsapp-like": "WhatsApp-like: STUN-dialect allocate at a UDP relay, relay only, WARP media",
+    "telegram-like": "Telegram-like: P2P, then UDP reflectors (596-599; TURN 1400), then TCP 443",
+    "max-like": "Max-like (domestic): servers in Russia, UDP relay only, plain RTP",
+    "browser": "Chromium (headless) calling Chromium: the webrtc strategies in a browser",
+    "browser-aiortc": "Chromium (headless) calling the aiortc peer: browser caller, aiortc callee",
+    "sip": "SIP softphone (baresip) via a SIP proxy (kamailio): ICE/STUN or TURN-UDP, Opus",
 }
 STRATEGY_DESCRIPTIONS: dict[str, str] = {
     "direct": "ICE with host and server-reflexive (STUN) candidates, no relay",
@@ -91,4 +124,5 @@ STRATEGY_DESCRIPTIONS: dict[str, str] = {
     "shadowsocks": "tunnel: shadowsocks UDP relay carrying TURN-UDP to the relay",
     "junk-obfuscation": "tunnel: WireGuard behind an AmneziaWG-style junk/padding shim",
     "split-route": "tunnel: WireGuard for the relay and STUN prefixes only (TURN-UDP)",
+    "decoy": "desync: fake UDP packets with a short TTL before each new flow (TURN-UDP)",
 }

@@ -19,11 +19,19 @@ binds to addresses; real-world prefixes belong in the provenance text only.
         classify:                         # the first N packets, and/or a trip wire
           first_packets: 3
           signatures: [{kind: tls-sni, names: [twitter.com], sni_match: suffix}]
+          ignore: {ttl_below: 10}         # packets the DPI does not see (decoys)
         scope: flow                       # flow | dst-proto | dst
         verdict_s: 600                    # idle for flow, fixed for server scopes
         action: {kind: police, rate_kbit: 140}
         enforcement: {probability: 0.5}   # rolled once per flow
         schedule: {after_s: 60, on_s: 600, off_s: 600}
+
+A policy may also take names out of the national DNS: the subscribers'
+resolver (harness.services.resolver) answers NXDOMAIN for them while the
+policy is loaded (harness/censor/dns.py), and `id` names that removal in
+`decided_by`, where it counts the NXDOMAIN answers it gave:
+
+    dns: {id: nsdi-whatsapp, explain: one line, remove: [wa-chat.lab, wa-relay.lab]}
 
 Signature kinds and their sources: harness/censor/signatures.py; what each
 part compiles to: harness/censor/compiler.py and actions.py.
@@ -37,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from harness.spec.names import ALL_STRATEGIES, PROFILES
+from harness.spec.descriptor import profiles, strategies
 from harness.spec.schema import (
     Located,
     check_name,
@@ -59,13 +67,15 @@ DAY_S = 86_400
 MIN_PERIOD_S = 20
 MAX_PROBABILISTIC_RULES = 16  # two roll sets each
 
-SignatureKind = Literal["stun-cookie", "whatsapp-stun", "telegram-hello", "rtp", "dtls",
-                        "wireguard", "quic-v1-initial", "tls-sni", "bytes"]
+SignatureKind = Literal["stun-cookie", "stun", "whatsapp-stun", "telegram-hello",
+                        "telegram-ndpi", "rtp", "dtls", "wireguard", "quic-v1-initial", "tls-sni",
+                        "bytes"]
 ActionKind = Literal["drop", "police", "reject", "shape", "random_loss", "blackhole_server",
                      "tcp_freeze", "allow"]
 # Which transport each classifier inspects (None: the rule's protocol decides).
 SIGNATURE_PROTOCOL: dict[str, str | None] = {
-    "stun-cookie": "udp", "whatsapp-stun": "udp", "telegram-hello": "udp", "rtp": "udp",
+    "stun-cookie": "udp", "stun": "udp", "whatsapp-stun": "udp", "telegram-hello": "udp",
+    "telegram-ndpi": "udp", "rtp": "udp",
     "dtls": "udp", "wireguard": "udp", "quic-v1-initial": "udp", "tls-sni": "tcp",
     "bytes": None,
 }
@@ -92,6 +102,20 @@ def _parse_port_range(text: str) -> PortRange:
 
 
 register_scalar(PortRange, _parse_port_range)
+
+
+class DnsName(str):
+    """A host name a policy removes from the national DNS, e.g. wa-chat.lab."""
+
+
+def _parse_dns_name(text: str) -> DnsName:
+    name = text.strip().lower()
+    if not SNI_NAME.fullmatch(name) or name.startswith(".") or len(name) > 253:
+        raise ValueError(f"{shorten(repr(text))} is not a host name like wa-chat.lab")
+    return DnsName(name.rstrip("."))
+
+
+register_scalar(DnsName, _parse_dns_name)
 
 
 @dataclass(frozen=True)
@@ -200,16 +224,36 @@ class Signature:
             raise ValueError(f"sni_match belongs to tls-sni, not {self.kind}")
 
 
+MIN_TTL_BELOW = 2  # a packet that arrives with TTL 1 is never forwarded
+MAX_TTL_BELOW = 255
+
+
+@dataclass(frozen=True)
+class Ignore:
+    """Packets the classifier does not see at all, as a DPI that sees through
+    decoys would: `ttl_below` N ignores packets that arrive at the censor with
+    a TTL under N (decoys sent to expire just past the DPI). Ignored packets
+    are neither inspected nor counted among a flow's first packets."""
+
+    ttl_below: int
+
+    def __post_init__(self) -> None:
+        if not MIN_TTL_BELOW <= self.ttl_below <= MAX_TTL_BELOW:
+            raise ValueError(f"ttl_below must be between {MIN_TTL_BELOW} and {MAX_TTL_BELOW}")
+
+
 @dataclass(frozen=True)
 class Classify:
     """Inspection of a flow's first packets, and/or a trip wire on its packet
     count. Packets are counted with `ct packets` (both directions): see
-    harness/censor/compiler.py for why."""
+    harness/censor/compiler.py for why. `ignore` leaves some packets out of
+    both the inspection and the count."""
 
     first_packets: int = 3
     signatures: list[Signature] = field(default_factory=list)
     stun_cookie: bool = False  # shorthand for signatures: [{kind: stun-cookie}]
     after_packets: int | None = None
+    ignore: Ignore | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.first_packets <= 50:
@@ -367,6 +411,30 @@ class RuleOverride:
     schedule: Schedule | None = None
 
 
+DEFAULT_DNS_ID = "dns-removal"
+
+
+@dataclass(frozen=True)
+class DnsRemoval:
+    """Names the subscribers' resolver stops answering while the policy is
+    loaded: it says NXDOMAIN for each, as when a name is taken out of the
+    national DNS. `id` is what `decided_by` names; what it counts during a
+    call is the NXDOMAIN answers the resolver gave for these names."""
+
+    remove: list[DnsName]
+    id: str = field(default=DEFAULT_DNS_ID, metadata={"check": check_name})
+    explain: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.remove:
+            raise ValueError("remove needs at least one name, e.g. [wa-chat.lab]")
+        seen: set[str] = set()
+        for name in self.remove:
+            if name in seen:
+                raise ValueError(f"{name!r} is listed twice in remove")
+            seen.add(name)
+
+
 @dataclass(frozen=True)
 class Expectation:
     """What a call with one profile and strategy should show under this policy.
@@ -447,6 +515,8 @@ class Policy:
     # profile -> strategy -> what that call should show. Every cell is written
     # out: a new profile or strategy must be thought through for each policy.
     expect: dict[str, dict[str, Expectation]] = field(default_factory=dict)
+    # Names taken out of the national DNS while the policy is loaded.
+    dns: DnsRemoval | None = None
 
     @property
     def sets(self) -> list[str]:
@@ -486,30 +556,36 @@ def validate_policy(policy: Policy, loc: Located, known_sets: Collection[str] | 
             raise locate(where, "action").error("allow only makes sense with mode: allowlist")
         if known_sets is not None:
             _check_rule_sets(rule, locate(where, "match"), known_sets)
+    if policy.dns is not None and policy.dns.id in {r.id for r in policy.rules}:
+        raise locate(loc, "dns", "id").error(
+            f"{policy.dns.id!r} is already a rule id; the DNS removal needs its own id")
     _check_expectations(policy, loc)
 
 
 def _check_expectations(policy: Policy, loc: Located) -> None:
     rule_ids = {rule.id for rule in policy.rules}
     for profile, by_strategy in policy.expect.items():
-        if profile not in PROFILES:
+        if profile not in profiles():  # endpoint descriptors included
             raise locate(loc, "expect", profile).error(
-                f"unknown profile {profile!r}; profiles are: {', '.join(PROFILES)}")
+                f"unknown profile {profile!r}; profiles are: {', '.join(profiles())}")
         for strategy, expectation in by_strategy.items():
-            if strategy not in ALL_STRATEGIES:
+            if strategy not in strategies():
                 raise locate(loc, "expect", profile, strategy).error(
                     f"unknown strategy {strategy!r}; strategies are: "
-                    f"{', '.join(ALL_STRATEGIES)}")
+                    f"{', '.join(strategies())}")
             causes = rule_ids | {LINK_CAUSE} | (
-                {DEFAULT_DENY} if policy.mode == "allowlist" else set())
+                {DEFAULT_DENY} if policy.mode == "allowlist" else set()) | (
+                {policy.dns.id} if policy.dns is not None else set())
             for index, cause in enumerate(expectation.decided_by):
                 if cause not in causes:
                     known = ", ".join(sorted(rule_ids)) or "none"
                     deny = f", {DEFAULT_DENY!r} for the allowlist's default deny" \
                         if policy.mode == "allowlist" else ""
+                    dns = f", {policy.dns.id!r} for its DNS removal" \
+                        if policy.dns is not None else ""
                     raise locate(loc, "expect", profile, strategy, "decided_by", index).error(
                         f"{shorten(repr(cause))} is not a rule of this policy (rules: {known}; "
-                        f"or {LINK_CAUSE!r} for a link impairment{deny})")
+                        f"or {LINK_CAUSE!r} for a link impairment{deny}{dns})")
 
 
 def _check_rule_sets(rule: Rule, loc: Located, known_sets: Collection[str]) -> None:

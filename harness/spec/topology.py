@@ -12,6 +12,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Literal
 
+from harness.spec.descriptor import check_argv, check_image
 from harness.spec.impairment import ImpairmentSpec
 from harness.spec.schema import (
     Located,
@@ -23,8 +24,10 @@ from harness.spec.schema import (
     shorten,
 )
 
+# app-server: an app's own chat/signalling (and, for a domestic app, media)
+# server; resolver: the subscribers' DNS resolver (harness.services.resolver).
 Role = Literal["caller", "callee", "censor", "relay", "app-relay", "vpn", "stun", "signalling",
-               "router", "nat"]
+               "router", "nat", "app-server", "resolver"]
 FORWARDING_ROLES: frozenset[str] = frozenset({"censor", "router", "nat", "vpn"})
 SINGLE_ROLES = ("caller", "callee", "censor", "stun", "signalling")
 MAX_HOSTS = 64
@@ -109,6 +112,12 @@ class HostSpec:
     routes: list[Route] = field(default_factory=list)
     nat: NatSpec | None = None
     censor: CensorSpec | None = None
+    # A container holds this host instead of a namespace of its own
+    # (harness.netns.container_hosts): the image's program runs as the host's,
+    # with `command` (default: the image's own) as its argv; its links are
+    # moved into the container's network namespace.
+    image: str | None = field(default=None, metadata={"check": check_image})
+    command: list[str] | None = field(default=None, metadata={"check": check_argv})
 
 
 @dataclass(frozen=True)

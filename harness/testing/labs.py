@@ -65,7 +65,7 @@ class CallPlacer:
     """Places judged calls on one running lab, each in its own directory under
     `calls_dir` (what the plugin's `call` fixture returns)::
 
-        record = call("relay-block", "turn-tls-443", media_s=4.0)
+        record = call("turn-relay-block", "turn-tls-443", media_s=4.0)
 
     `policy` is a Policy, a name in policies/ or a path to a policy file;
     `settings` are harness.calls.CallSettings fields. Returns the CallRecord of

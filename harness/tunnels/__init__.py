@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.spec.descriptor import carried_strategy, descriptors, tunnel_strategies
 from harness.spec.names import TUNNEL_STRATEGIES
 from harness.tunnels.base import Tunnel, TunnelError
 
@@ -35,6 +36,9 @@ INNER_STRATEGIES: dict[str, str] = {
     "junk-obfuscation": "direct",
     "shadowsocks": "turn-udp",
     "split-route": "turn-udp",
+    # decoy changes no address: the webrtc call goes to the relay over UDP,
+    # the flow whose STUN Allocate the censor looks for.
+    "decoy": "turn-udp",
 }
 
 # The programs each tunnel runs, with the Debian package that has them.
@@ -46,6 +50,7 @@ TOOLS: dict[str, tuple[tuple[str, str], ...]] = {
     "openvpn-udp": (("openvpn", "openvpn"),),
     "openvpn-tcp": (("openvpn", "openvpn"),),
     "shadowsocks": (("ss-server", "shadowsocks-libev"), ("ss-tunnel", "shadowsocks-libev")),
+    "decoy": (("iptables", "iptables"), ("nft", "nftables")),
 }
 
 __all__ = ["TOOLS", "TUNNEL_STRATEGIES", "Tunnel", "TunnelError", "inner_strategy",
@@ -54,26 +59,35 @@ __all__ = ["TOOLS", "TUNNEL_STRATEGIES", "Tunnel", "TunnelError", "inner_strateg
 
 def missing_tools(strategy: str) -> list[str]:
     """The programs `strategy` needs that this machine lacks, each as
-    'program (Debian package P)'; empty for a strategy that is no tunnel."""
-    return [f"{binary} (Debian package {package})" for binary, package in TOOLS.get(strategy, ())
+    'program (Debian package P)'; empty for a strategy that is no tunnel.
+    A tunnel descriptor's programs are its `tools:`."""
+    found = descriptors().tunnels.get(strategy)
+    needs = TOOLS.get(strategy, ()) if found is None else tuple(
+        (tool.program, tool.package) for tool in found.tools)
+    return [f"{binary} (Debian package {package})" for binary, package in needs
             if shutil.which(binary) is None]
 
 
 def inner_strategy(strategy: str) -> str:
     """The ICE strategy a call uses inside `strategy`'s tunnel; a strategy that
-    is no tunnel is its own."""
-    return INNER_STRATEGIES.get(strategy, strategy)
+    is no tunnel is its own. A tunnel descriptor's is the strategy it carries."""
+    return carried_strategy(strategy) or INNER_STRATEGIES.get(strategy, strategy)
 
 
 def make_tunnel(lab: Lab, strategy: str, workdir: Path) -> Tunnel:
     """The tunnel object (not yet up). The tools' modules are imported here, so
     that importing this package (e.g. for TUNNEL_STRATEGIES) stays cheap and
     free of import cycles with harness.spec and harness.lab."""
+    from harness.tunnels.decoy import DecoyTunnel
+    from harness.tunnels.descriptor import DescriptorTunnel
     from harness.tunnels.junkshim import JunkParams
     from harness.tunnels.openvpn import OpenVpnTunnel
     from harness.tunnels.shadowsocks import ShadowsocksTunnel
     from harness.tunnels.wireguard import WireGuardTunnel
 
+    found = descriptors().tunnels.get(strategy)
+    if found is not None:
+        return DescriptorTunnel(lab, found, workdir)
     if strategy in ("wireguard", "split-route", "junk-obfuscation"):
         return WireGuardTunnel(lab, strategy, workdir, split=strategy == "split-route",
                                junk=JunkParams() if strategy == "junk-obfuscation" else None)
@@ -81,6 +95,8 @@ def make_tunnel(lab: Lab, strategy: str, workdir: Path) -> Tunnel:
         return OpenVpnTunnel(lab, strategy, workdir)
     if strategy == "shadowsocks":
         return ShadowsocksTunnel(lab, strategy, workdir)
+    if strategy == "decoy":
+        return DecoyTunnel(lab, strategy, workdir)
     raise ValueError(f"unknown tunnel strategy {strategy!r}; tunnel strategies are: "
                      f"{', '.join(TUNNEL_STRATEGIES)}")
 
@@ -92,7 +108,7 @@ def open_tunnel(lab: Lab, strategy: str, workdir: Path,
     strategy). `workdir` holds its keys and logs (give it a directory in the
     run's private files); with `logs_to`, the tools' logs are copied there
     when the tunnel goes down."""
-    if strategy not in TUNNEL_STRATEGIES:
+    if strategy not in tunnel_strategies():
         yield None
         return
     tunnel = make_tunnel(lab, strategy, workdir)

@@ -24,8 +24,9 @@ from harness.tunnels.plumbing import Plumbing
 FULL_TUNNEL: tuple[str, ...] = ("0.0.0.0/1", "128.0.0.0/1")
 # Which topology sets split-routing sends through the tunnel (docs/sources.md
 # S14: routing only the Telegram and Meta prefixes through a proxy worked).
+# The messengers' prefixes hold their chat servers as well as their relays.
 SPLIT_ROUTE_SETS: tuple[str, ...] = ("relays", "whatsapp-relays", "telegram-relays",
-                                     "stun-servers")
+                                     "whatsapp-servers", "telegram-servers", "stun-servers")
 
 
 @dataclass(frozen=True)

@@ -1,51 +1,84 @@
-"""The Telegram-like reflector protocol.
+"""The Telegram-like reflector protocol, as tgcalls and libtgvoip speak it.
 
-Reported (docs/sources.md S16, S24, S26, tgcalls v2 ReflectorPort.cpp; libtgvoip):
-reflectors on UDP 596-599 and 1400 (default 599, UDP or TCP); the hello is a
-16-byte peer tag, 12×FF, FE, 3×FF, then a u64: 40 bytes, resent every 500 ms
-until answered, then every 10 s. libtgvoip pings its relays every 0.5 s.
+Tags (tgcalls v2 ReflectorPort.cpp, docs/sources.md S24, S61): a side's
+16-byte peer tag is the first 12 bytes of the tag Telegram hands the call
+(the reflector's "password") followed by a random non-zero 4-byte tag of the
+side's own (``randomTag_``, copied in host byte order). What a side sends
+through the reflector is addressed by the receiver's full tag:
 
-Ours [S]: the hello doubles as the UDP ping (the u64 is the query id, little
-endian as libtgvoip writes its fields); the reflector answers with the tag,
-16×FF and the same u64 (40 bytes, no FE byte); media and receiver reports
-through a reflector are the peer tag followed by an RTP (Opus, payload type
-111, nDPI's TELEGRAM_VOIP audio type) or RTCP packet; on the TCP relay every
-packet is framed by a big-endian u16 length. Over P2P the same RTP/RTCP
-packets go bare.
+    receiver's tag (16) | sender's 4-byte tag | u32 big-endian length | payload | zeros to 4
 
-Which side a tag belongs to (libtgvoip tests/MockReflector.cpp,
-GeneratePeerTags and RunThread): the two peers of a call get the same 16-byte
-tag except the low bit of its last byte (0 for one side, 1 for the other); the
-reflector pairs the two, learns each side's endpoints from the tag it sends
-with, and relays a packet only to the other side, with that bit flipped so
-the receiver sees its own tag. The helpers below name that bit; the layout
-(tag, then payload) is unchanged.
+(``ReflectorPort::SendTo``); the receiver checks the first 12 bytes of the
+tag, reads the sender's tag and the length, and takes the payload
+(``HandleIncomingPacket``). A packet whose 12 bytes after the tag are all
+0xFF is a special packet (a hello or a reflector's answer), never data.
 
-RTCP (RFC 3550 §6.4): a side that sends media reports with a sender report
-(SR, type 200) carrying one report block about what it received, otherwise
-with a receiver report (RR, type 201); the block's LSR/DLSR let the SR's
-sender measure the round trip to the other peer through whatever relays
-carry both (RFC 3550 §6.4.1)."""
+The hello (tgcalls ``SendReflectorHello``; libtgvoip ``SendUdpPing``, S26):
+the sender's tag, 12×FF, FE FF FF FF (libtgvoip writes -1, -1, -1, -2 as
+little-endian int32) and 8 bytes: 40 bytes. tgcalls resends it every 500 ms
+until the reflector answers, then every 10 s, and writes the constant 123
+(big-endian) in the last 8 bytes; libtgvoip sends it as its UDP ping every
+0.5 s with a random 64-bit query id there. Ours is libtgvoip's, the query id
+little endian.
+
+The reflector's answer is 64 bytes (libtgvoip ``TLID_UDP_REFLECTOR_SELF_INFO``,
+parsed in VoIPController.cpp and built by tests/MockReflector.cpp, S62): the
+tag, 12×FF, the little-endian TL id 0xc01572c7, a little-endian int32 date,
+the query id's 8 bytes as they came, the sender's address as the reflector
+saw it (16 bytes, IPv4-mapped IPv6 ::ffff:a.b.c.d) and its port as a
+little-endian uint32.
+
+Ours [S]: the call's 12 bytes and each side's 4-byte tag are derived from the
+call id (harness.calls.app.telegram_client), where Telegram's server hands out
+the first and tgcalls swaps the second in its ICE candidates
+("reflector-<id>-<tag>.reflector") over signalling. Media and RTCP through a
+reflector are RTP (Opus, payload type 111) and RTCP packets in the data
+framing above; on the TCP relay every packet is framed by a big-endian u16
+length [S]. Over P2P the same RTP/RTCP packets go bare.
+RTCP reports (harness.wire.rtcp) travel like media."""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import struct
 from dataclasses import dataclass
 
 from harness.wire.rtp import WireError
 
 TAG_BYTES = 16
-HELLO_MAGIC = b"\xff" * 12 + b"\xfe\xff\xff\xff"
-ANSWER_MAGIC = b"\xff" * 16
+CALL_TAG_BYTES = 12  # what the two sides' tags share, and what a receiver checks
+SENDER_TAG_BYTES = 4
+SPECIAL_FILL = b"\xff" * 12
+HELLO_MAGIC = SPECIAL_FILL + b"\xfe\xff\xff\xff"
 HELLO_BYTES = 40
-REFLECTOR_UDP_PORTS = (599, 598, 597, 596, 1400)
+SELF_INFO_TL_ID = 0xC01572C7  # libtgvoip PrivateDefines.h TLID_UDP_REFLECTOR_SELF_INFO
+SELF_INFO = struct.Struct("<16s12sIi8s16sI")  # 64 bytes
+SELF_INFO_BYTES = SELF_INFO.size
+DATA_HEADER = struct.Struct("!4sI")  # after the tag: sender's tag, payload length
+DATA_OVERHEAD = TAG_BYTES + DATA_HEADER.size
+# The reflector ports of the lab's Telegram relay: tgcalls' default reflector
+# port is 599 (ReflectorPort::PrepareAddress); 596-598 are in user captures
+# (S16). UDP 1400 is a TURN server's (S18: TURN Allocates to a Telegram
+# address on UDP 1400), spoken to as TURN, never with hellos.
+REFLECTOR_UDP_PORTS = (599, 598, 597, 596)
+TURN_UDP_PORT = 1400
+TURN_SOFTWARE = "Telegram "  # tgcalls TurnCustomizerImpl.cpp
+TURN_REALM = "telegram.org"  # [S] nDPI labels Telegram calls by a REALM containing "telegram" (S19)
 TCP_RELAY_PORT = 443
 MEDIA_PAYLOAD_TYPE = 111
 MEDIA_SAMPLE_RATE = 48000  # Opus's RTP clock (RFC 7587), whatever the coded rate
 FRAME_MS = 60
-MIN_BITRATE = 8000
-MAX_BITRATE = 20000
-FEC_ABOVE_LOSS_PCT = 12.5
+MIN_BITRATE = 8000  # libtgvoip audio_min_bitrate
+MAX_BITRATE = 20000  # libtgvoip audio_max_bitrate
+EXTRA_EC_BITRATE = 8000  # libtgvoip UpdateAudioBitrate: 8000 in "shitty internet mode"
+# libtgvoip VoIPController.cpp: extra EC (and 8 kbit/s) while the send loss,
+# averaged over the last 10 one-second samples, is over the server setting
+# packet_loss_for_extra_ec, default 0.02 (S26).
+EXTRA_EC_ABOVE_LOSS = 0.02
+LOSS_HISTORY = 10
+BITRATE_STEP_INCR = 1000  # libtgvoip audio_bitrate_step_incr, bit/s per UpdateAudioBitrate
+BITRATE_UPDATE_S = 0.3  # libtgvoip posts UpdateAudioBitrate every 0.3 s
 TCP_FRAME = struct.Struct("!H")
 
 
@@ -55,58 +88,118 @@ def check_tag(tag: bytes) -> bytes:
     return tag
 
 
+def peer_tag(call_tag: bytes, sender: bytes) -> bytes:
+    """A side's tag: the call's first 12 bytes, then the side's own 4 bytes."""
+    if len(call_tag) < CALL_TAG_BYTES:
+        raise WireError(f"call tag of {len(call_tag)} bytes, under {CALL_TAG_BYTES}")
+    if len(sender) != SENDER_TAG_BYTES or sender == b"\x00" * SENDER_TAG_BYTES:
+        raise WireError(f"a side's own tag is {SENDER_TAG_BYTES} bytes, not all zero")
+    return call_tag[:CALL_TAG_BYTES] + sender
+
+
+def sender_tag(tag: bytes) -> bytes:
+    """The side's own 4 bytes of its tag."""
+    return check_tag(tag)[CALL_TAG_BYTES:]
+
+
 def hello(tag: bytes, query_id: int) -> bytes:
     return check_tag(tag) + HELLO_MAGIC + struct.pack("<Q", query_id & (2**64 - 1))
 
 
-def answer(tag: bytes, query_id: int) -> bytes:
-    return check_tag(tag) + ANSWER_MAGIC + struct.pack("<Q", query_id & (2**64 - 1))
+def is_special(data: bytes) -> bool:
+    """A hello, an answer or another reflector request: 12×FF after the tag."""
+    return len(data) >= TAG_BYTES + 12 and data[TAG_BYTES:TAG_BYTES + 12] == SPECIAL_FILL
 
 
 def is_hello(data: bytes) -> bool:
     return len(data) == HELLO_BYTES and data[TAG_BYTES:TAG_BYTES + 16] == HELLO_MAGIC
 
 
-def is_answer(data: bytes) -> bool:
-    return len(data) == HELLO_BYTES and data[TAG_BYTES:TAG_BYTES + 16] == ANSWER_MAGIC
-
-
 def query_id(data: bytes) -> int:
-    if len(data) != HELLO_BYTES:
-        raise WireError(f"hello/answer must be {HELLO_BYTES} bytes, got {len(data)}")
-    value: int = struct.unpack_from("<Q", data, 32)[0]
-    return value
+    """The query id of a hello, or of the answer to one."""
+    if is_hello(data):
+        value: int = struct.unpack_from("<Q", data, 32)[0]
+        return value
+    return parse_self_info(data).query_id
 
 
-def tagged(tag: bytes, packet: bytes) -> bytes:
-    """A packet for the reflector: the peer tag, then the payload."""
-    return check_tag(tag) + packet
+@dataclass(frozen=True)
+class SelfInfo:
+    """The reflector's answer to a hello: whose tag, when, which query, and the
+    sender's address as the reflector saw it."""
+
+    tag: bytes
+    date: int
+    query_id: int
+    address: tuple[str, int]
 
 
-SIDE_BYTE = TAG_BYTES - 1
-SIDE_BIT = 0x01
+def self_info(tag: bytes, query: bytes, date: int, address: tuple[str, int]) -> bytes:
+    """The 64-byte answer to the hello that carried `tag` and the 8 bytes `query`."""
+    if len(query) != 8:
+        raise WireError(f"query id must be 8 bytes, got {len(query)}")
+    ip, port = address
+    mapped = b"\x00" * 10 + b"\xff\xff" + ipaddress.IPv4Address(ip).packed  # ::ffff:a.b.c.d
+    return SELF_INFO.pack(check_tag(tag), SPECIAL_FILL, SELF_INFO_TL_ID, date, query, mapped,
+                          port & 0xFFFFFFFF)
 
 
-def side_tag(call_tag: bytes, side: int) -> bytes:
-    """The tag of side 0 or 1 of the call whose shared tag is `call_tag`."""
-    if side not in (0, 1):
-        raise WireError(f"side must be 0 or 1, got {side!r}")
-    tag = bytearray(check_tag(call_tag))
-    tag[SIDE_BYTE] = (tag[SIDE_BYTE] & ~SIDE_BIT & 0xFF) | side
-    return bytes(tag)
+def is_self_info(data: bytes) -> bool:
+    return (len(data) >= SELF_INFO_BYTES and is_special(data)
+            and struct.unpack_from("<I", data, 28)[0] == SELF_INFO_TL_ID)
 
 
-def partner_tag(tag: bytes) -> bytes:
-    """The tag of the other side of the same call."""
-    flipped = bytearray(check_tag(tag))
-    flipped[SIDE_BYTE] ^= SIDE_BIT
-    return bytes(flipped)
+def parse_self_info(data: bytes) -> SelfInfo:
+    if not is_self_info(data):
+        raise WireError(f"not a {SELF_INFO_BYTES}-byte reflector self-info answer")
+    tag, _, _, date, query, mapped, port = SELF_INFO.unpack_from(data)
+    ip = str(ipaddress.IPv4Address(mapped[12:]))
+    return SelfInfo(tag, date, struct.unpack("<Q", query)[0], (ip, port))
 
 
-def split_tag(data: bytes) -> tuple[bytes, bytes]:
-    if len(data) < TAG_BYTES:
-        raise WireError(f"reflector packet of {len(data)} bytes, under the {TAG_BYTES}-byte tag")
-    return data[:TAG_BYTES], data[TAG_BYTES:]
+@dataclass(frozen=True)
+class DataPacket:
+    """A packet through a reflector: to whom (`tag`), from whom (the sender's
+    4-byte tag) and what."""
+
+    tag: bytes
+    sender: bytes
+    payload: bytes
+
+    @property
+    def sender_tag(self) -> bytes:
+        """The sender's full tag: the call's 12 bytes and its own 4."""
+        return self.tag[:CALL_TAG_BYTES] + self.sender
+
+
+def data(to_tag: bytes, sender: bytes, payload: bytes) -> bytes:
+    """`payload` for the side whose tag is `to_tag`, from the side whose own
+    4 bytes are `sender` (tgcalls ReflectorPort::SendTo)."""
+    if len(sender) != SENDER_TAG_BYTES:
+        raise WireError(f"sender tag must be {SENDER_TAG_BYTES} bytes, got {len(sender)}")
+    packet = check_tag(to_tag) + DATA_HEADER.pack(sender, len(payload)) + payload
+    return packet + b"\x00" * (-len(packet) % 4)
+
+
+def parse_data(packet: bytes) -> DataPacket:
+    """A data packet as tgcalls reads it: over 24 bytes, not special, a length
+    that fits (the padding after it is dropped)."""
+    if len(packet) <= DATA_OVERHEAD:
+        raise WireError(f"reflector data of {len(packet)} bytes, not over {DATA_OVERHEAD}")
+    if is_special(packet):
+        raise WireError("a special reflector packet, not data")
+    sender, length = DATA_HEADER.unpack_from(packet, TAG_BYTES)
+    if length > len(packet) - DATA_OVERHEAD:
+        raise WireError(f"data length {length} over the {len(packet) - DATA_OVERHEAD} "
+                        "bytes that follow")
+    return DataPacket(packet[:TAG_BYTES], sender,
+                      packet[DATA_OVERHEAD:DATA_OVERHEAD + length])
+
+
+def split_tag(packet: bytes) -> tuple[bytes, bytes]:
+    if len(packet) < TAG_BYTES:
+        raise WireError(f"reflector packet of {len(packet)} bytes, under the {TAG_BYTES}-byte tag")
+    return packet[:TAG_BYTES], packet[TAG_BYTES:]
 
 
 def tcp_frame(packet: bytes) -> bytes:
@@ -115,110 +208,8 @@ def tcp_frame(packet: bytes) -> bytes:
     return TCP_FRAME.pack(len(packet)) + packet
 
 
-RTCP_SR = 200
-RTCP_RR = 201
-_RTCP_HEADER = struct.Struct("!BBHI")  # V/P/RC, type, length in words - 1, sender SSRC
-_SENDER_INFO = struct.Struct("!QIII")  # NTP timestamp, RTP timestamp, packets, octets
-_BLOCK = struct.Struct("!IBBHIIII")  # source, fraction, lost (24 bits), highest, jitter, LSR, DLSR
-_RR = struct.Struct("!BBHII BBH I I I I")
-NTP_EPOCH_OFFSET_S = 2208988800  # 1900-01-01 to 1970-01-01 (RFC 5905)
-
-
-def _block(source: int, fraction_lost: float, cumulative_lost: int, highest_seq: int,
-           last_sr: int, delay_since_last_sr: int) -> bytes:
-    fraction = max(0, min(255, int(fraction_lost * 256)))
-    lost = max(0, min(cumulative_lost, 0x7FFFFF))
-    return _BLOCK.pack(source & 0xFFFFFFFF, fraction, lost >> 16, lost & 0xFFFF,
-                       highest_seq & 0xFFFFFFFF, 0, last_sr & 0xFFFFFFFF,
-                       delay_since_last_sr & 0xFFFFFFFF)
-
-
-def receiver_report(ssrc: int, source: int, fraction_lost: float, cumulative_lost: int,
-                    highest_seq: int, last_sr: int = 0, delay_since_last_sr: int = 0) -> bytes:
-    """An RTCP receiver report (RFC 3550 §6.4.2) with one report block: how the
-    sender learns the loss it must adapt to (libtgvoip: > 12.5% → 8 kbit/s + FEC).
-    `last_sr`/`delay_since_last_sr` are the block's LSR and DLSR (0: no SR seen)."""
-    return (_RTCP_HEADER.pack(0x81, RTCP_RR, 7, ssrc & 0xFFFFFFFF)
-            + _block(source, fraction_lost, cumulative_lost, highest_seq, last_sr,
-                     delay_since_last_sr))
-
-
-def sender_report(ssrc: int, ntp_timestamp: int, rtp_timestamp: int, packets: int,
-                  octets: int, source: int, fraction_lost: float, cumulative_lost: int,
-                  highest_seq: int, last_sr: int = 0, delay_since_last_sr: int = 0) -> bytes:
-    """An RTCP sender report (RFC 3550 §6.4.1) with one report block (the same
-    block a receiver report carries). `ntp_timestamp` is the 64-bit NTP time."""
-    return (_RTCP_HEADER.pack(0x81, RTCP_SR, 12, ssrc & 0xFFFFFFFF)
-            + _SENDER_INFO.pack(ntp_timestamp & (2**64 - 1), rtp_timestamp & 0xFFFFFFFF,
-                                packets & 0xFFFFFFFF, octets & 0xFFFFFFFF)
-            + _block(source, fraction_lost, cumulative_lost, highest_seq, last_sr,
-                     delay_since_last_sr))
-
-
-def ntp_timestamp(unix_s: float) -> int:
-    """The 64-bit NTP timestamp (RFC 3550 §4: seconds since 1900, 32.32 fixed point)."""
-    return int((unix_s + NTP_EPOCH_OFFSET_S) * 2**32) & (2**64 - 1)
-
-
-def ntp_middle(ntp: int) -> int:
-    """The middle 32 bits of an NTP timestamp: what LSR carries (RFC 3550 §6.4.1)."""
-    return (ntp >> 16) & 0xFFFFFFFF
-
-
-def is_receiver_report(data: bytes) -> bool:
-    return len(data) >= _RR.size and data[0] >> 6 == 2 and data[1] == RTCP_RR
-
-
-def is_sender_report(data: bytes) -> bool:
-    return (len(data) >= _RTCP_HEADER.size + _SENDER_INFO.size and data[0] >> 6 == 2
-            and data[1] == RTCP_SR)
-
-
-def is_rtcp_report(data: bytes) -> bool:
-    return is_sender_report(data) or is_receiver_report(data)
-
-
-def rtcp_ssrc(data: bytes) -> int:
-    """The SSRC of the report's sender."""
-    if not is_rtcp_report(data):
-        raise WireError("not an RTCP sender or receiver report")
-    value: int = _RTCP_HEADER.unpack_from(data)[3]
-    return value
-
-
-def sender_report_ntp(data: bytes) -> int:
-    """The 64-bit NTP timestamp of a sender report."""
-    if not is_sender_report(data):
-        raise WireError("not an RTCP sender report")
-    value: int = _SENDER_INFO.unpack_from(data, _RTCP_HEADER.size)[0]
-    return value
-
-
-@dataclass(frozen=True)
-class ReportBlock:
-    """A reception report block (RFC 3550 §6.4.1): about `source`, the fraction
-    (0..1) lost since the last report, and the LSR/DLSR fields (DLSR in 1/65536 s)."""
-
-    source: int
-    fraction_lost: float
-    last_sr: int
-    delay_since_last_sr: int
-
-
-def report_block(data: bytes) -> ReportBlock | None:
-    """The first report block of an SR or RR; None when it has none."""
-    if not is_rtcp_report(data):
-        raise WireError("not an RTCP sender or receiver report")
-    count = data[0] & 0x1F
-    offset = _RTCP_HEADER.size + (_SENDER_INFO.size if data[1] == RTCP_SR else 0)
-    if count == 0 or len(data) < offset + _BLOCK.size:
-        return None
-    source, fraction, _, _, _, _, lsr, dlsr = _BLOCK.unpack_from(data, offset)
-    return ReportBlock(source, fraction / 256.0, lsr, dlsr)
-
-
-def report_fraction_lost(data: bytes) -> float:
-    """The fraction (0..1) a receiver report carries."""
-    if not is_receiver_report(data):
-        raise WireError("not an RTCP receiver report")
-    return data[12] / 256.0
+def turn_password(username: str) -> str:
+    """[S] The TURN password of `username` in the lab: Telegram's server hands
+    both to the client (phoneConnectionWebrtc, S25); here both sides and the
+    reflector derive it, as a TURN REST API secret would."""
+    return hashlib.sha256(f"callwall-telegram-turn:{username}".encode()).hexdigest()[:24]

@@ -20,7 +20,7 @@ def callwall(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
 
 def test_up_exec_policy_down(root_snapshot: RootSnapshot, tmp_path: Path) -> None:
     before = {r.state.run_id for r in list_runs()}
-    up = callwall("up", "ru-to-abroad", "--policy", "relay-block")
+    up = callwall("up", "ru-to-abroad", "--policy", "turn-relay-block")
     assert up.returncode == 0, up.stderr
     (run_id,) = {r.state.run_id for r in list_runs()} - before
     try:
@@ -48,7 +48,7 @@ def test_up_exec_policy_down(root_snapshot: RootSnapshot, tmp_path: Path) -> Non
 
 
 def test_run_places_one_call_and_writes_results(root_snapshot: RootSnapshot) -> None:
-    run = callwall("run", "-p", "relay-block", "-s", "turn-tcp", "--seconds", "3", "--json")
+    run = callwall("run", "-p", "turn-relay-block", "-s", "turn-tcp", "--seconds", "3", "--json")
     assert run.returncode == 0, run.stderr
     record = json.loads(run.stdout)
     assert record["connected"] and record["verdict"] == "pass"

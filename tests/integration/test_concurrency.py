@@ -19,7 +19,7 @@ from tests.integration.rootsnapshot import RootSnapshot
 CALLWALL = [sys.executable, "-m", "harness.cli"]
 CASES = [
     ("baseline", "direct"),
-    ("relay-block", "turn-udp"),
+    ("turn-relay-block", "turn-udp"),
     ("udp-throttle", "turn-udp"),
     ("dpi-stun-drop", "turn-tls-443"),
 ]

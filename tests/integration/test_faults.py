@@ -152,12 +152,12 @@ def test_dpi_stun_drop_swapped_in_mid_call_spares_the_established_flow(
 
 def test_relay_block_swapped_in_mid_call_stalls_a_udp_relay_call(fault_lab: Lab,
                                                                  run_files: Path) -> None:
-    # relay-block drops UDP towards the relay set with no regard to flow
+    # turn-relay-block drops UDP towards the relay set with no regard to flow
     # state: the caller's media stops at once, the callee stalls.
     record = faulty_call(fault_lab, run_files / "swap-relay-block", "turn-udp",
-                         Fault("swap-policy", at_s=AT_S, policy="relay-block"))
+                         Fault("swap-policy", at_s=AT_S, policy="turn-relay-block"))
     event = performed(record)
-    assert fault_lab.registry.state.policy == "relay-block"
+    assert fault_lab.registry.state.policy == "turn-relay-block"
     # The rule is in force only once the ruleset is applied (done_s).
     assert_stalled_after(record, event)
 

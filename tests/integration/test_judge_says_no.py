@@ -150,7 +150,7 @@ def test_a_relay_that_died_and_cannot_restart_makes_the_call_an_error(
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), os.environ["PATH"]]))
-    policy = _policy("relay-block")
+    policy = _policy("turn-relay-block")
     assert (policy.expectation("webrtc", "turn-udp") or Expectation("connects", "mechanism")
             ).outcome == "fails"
     record = judged_call(lab, policy, "turn-udp", run_files / "dead-relay", SETTINGS)

@@ -98,7 +98,7 @@ def test_baseline_passes_every_probe(lab: Lab, run_files: Path) -> None:
 
 
 def test_relay_block_drops_udp_to_relays_only(lab: Lab, run_files: Path) -> None:
-    _apply(lab, "relay-block")
+    _apply(lab, "turn-relay-block")
     sent, received = upstream(lab, "relay", run_files, 64)
     assert sent > 50 and received == 0
     sent, received = upstream(lab, "stun", run_files, 64)
@@ -106,7 +106,7 @@ def test_relay_block_drops_udp_to_relays_only(lab: Lab, run_files: Path) -> None
 
 
 def test_relay_block_leaves_tcp_to_relays(lab: Lab) -> None:
-    _apply(lab, "relay-block")
+    _apply(lab, "turn-relay-block")
     relay = lab.topology.address_of("relay")
     probe = ["python3", "-c", "import socket,sys; socket.create_connection((sys.argv[1], 443), "
              "timeout=3).close()", str(relay)]

@@ -34,6 +34,7 @@ EVERY_SIGNATURE = [
     Signature(kind="dtls", at=[ByteMatch(offset=0x5A, value="1d00170018")]),
     Signature(kind="wireguard"), Signature(kind="quic-v1-initial"),
     Signature(kind="bytes", payload_len=40, at=[ByteMatch(offset=1, value="ff00", mask="f0f0")]),
+    Signature(kind="stun"), Signature(kind="telegram-ndpi"),
 ]
 
 

@@ -78,9 +78,9 @@ def _run(policy: str, results: Path) -> subprocess.CompletedProcess[str]:
 
 def test_compare_passes_a_rerun_and_flags_a_stricter_policy(tmp_path: Path) -> None:
     stricter = tmp_path / "stricter.yaml"
-    text = (paths.POLICIES / "relay-block.yaml").read_text()
+    text = (paths.POLICIES / "turn-relay-block.yaml").read_text()
     # Same policy name as the baseline, so the comparison pairs the calls.
-    stricter.write_text(text.replace("name: relay-block", "name: baseline", 1))
+    stricter.write_text(text.replace("name: turn-relay-block", "name: baseline", 1))
     runs: list[Path] = []
     for policy in ("baseline", "baseline", str(stricter)):
         results = tmp_path / f"results{len(runs)}"

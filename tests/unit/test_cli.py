@@ -10,6 +10,7 @@ import pytest
 
 from harness import paths
 from harness.cli import _parser, exec_command, main, summarize
+from harness.spec.descriptor import descriptor_files, descriptors
 from harness.spec.names import (
     ALL_STRATEGIES,
     PROFILE_DESCRIPTIONS,
@@ -51,7 +52,8 @@ def test_validate_without_files_checks_every_shipped_spec(
         capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate"]) == 0
     out = capsys.readouterr().out.splitlines()
-    shipped = [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies()]
+    shipped = [*paths.all_topologies(), paths.LINK_PRESETS, *paths.all_policies(),
+               *descriptor_files()]
     assert out == [f"{path}: ok" for path in shipped]
 
 
@@ -85,10 +87,11 @@ def test_list_topologies(capsys: pytest.CaptureFixture[str]) -> None:
 def test_list_profiles_and_strategies_in_declaration_order(
         capsys: pytest.CaptureFixture[str]) -> None:
     profiles = listed(capsys, "profiles")
-    assert [name for name, _ in profiles] == list(PROFILES)
+    # The built-in profiles, then the client descriptors of endpoints/.
+    assert [name for name, _ in profiles] == [*PROFILES, *descriptors().clients]
     assert dict(profiles)["webrtc"] == PROFILE_DESCRIPTIONS["webrtc"]
     strategies = listed(capsys, "strategies")
-    assert [name for name, _ in strategies] == list(ALL_STRATEGIES)
+    assert [name for name, _ in strategies] == [*ALL_STRATEGIES, *descriptors().tunnels]
     assert dict(strategies)["turn-tls-443"] == STRATEGY_DESCRIPTIONS["turn-tls-443"]
 
 

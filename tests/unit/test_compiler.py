@@ -54,7 +54,7 @@ def test_baseline_has_no_rules() -> None:
 
 
 def test_relay_block_drops_upstream_udp_to_the_relay_set() -> None:
-    plan = compile_policy(_policy("relay-block"), BINDINGS)
+    plan = compile_policy(_policy("turn-relay-block"), BINDINGS)
     assert "elements = { 198.18.1.0/24 }" in plan.nft_ruleset
     assert _rules(plan.nft_ruleset) == [
         'iifname { "eth0" } meta l4proto udp ct original ip daddr @set_relays counter drop '
@@ -66,7 +66,8 @@ def test_dpi_classifies_first_packets_then_drops_the_whole_flow() -> None:
     plan = compile_policy(_policy("dpi-stun-drop"), BINDINGS)
     classify, enforce = _rules(plan.nft_ruleset)
     assert "ct packets <= 3" in classify
-    assert "@th,96,32 0x2112a442" in classify
+    assert "@th,64,16 . @th,96,32 @sig_stun_type" in classify  # the `stun` signature
+    assert "set sig_stun_type {" in plan.nft_ruleset
     assert classify.split(" update @")[1].startswith("flows_stun_at_flow_start")
     # The verdict is keyed on the conntrack tuple, so it covers both directions.
     assert enforce.startswith("meta l4proto udp ct original ip saddr")
@@ -95,7 +96,7 @@ def test_police_bucket_is_never_below_one_second(rate_kbit: float, burst: int | 
 
 
 def test_direction_and_ports_compile() -> None:
-    policy = _policy("relay-block")
+    policy = _policy("turn-relay-block")
     rule = policy.rules[0]
     match = dataclasses.replace(rule.match, direction="downstream", dst_set=None,
                                 src_set="relays")
@@ -108,7 +109,7 @@ def test_unbound_set_is_a_compile_error() -> None:
     bindings = CensorBindings(sets={"other": [IPv4Network("198.18.9.0/24")]},
                               subscriber_interfaces=("eth0",))
     with pytest.raises(CompileError, match="relays"):
-        compile_policy(_policy("relay-block"), bindings)
+        compile_policy(_policy("turn-relay-block"), bindings)
 
 
 def test_each_rule_is_explained_in_one_line() -> None:

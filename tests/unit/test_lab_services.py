@@ -13,14 +13,19 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from harness.netns.directory import RESOLVER
 from harness.netns.network import LabNetwork
 from harness.netns.process import wait_listening
 from harness.services import lab_services
 from harness.services.lab_services import (
+    MAX_RELAY,
+    MAX_SERVER,
     RELAY,
     SIGNALLING,
     STUN,
     TG_RELAY,
+    TG_SERVER,
+    WA_CHAT,
     WA_RELAY,
     ServiceStartError,
     restore_services,
@@ -51,7 +56,8 @@ def test_each_service_runs_in_its_host_with_its_argv(
     root = lab.registry.files / "services"
     assert [(c.host, c.what) for c in backend.script.starts()] == [
         ("relay", RELAY), ("stun", STUN), ("signal", SIGNALLING), ("wa-relay", WA_RELAY),
-        ("tg-relay", TG_RELAY)]
+        ("tg-relay", TG_RELAY), ("wa-chat", WA_CHAT), ("tg-server", TG_SERVER),
+        ("max", MAX_SERVER), ("max", MAX_RELAY), ("isp-dns", RESOLVER)]
     (relay,) = _started(backend, RELAY)
     assert relay.argv[:3] == ("turnserver", "-n", "--no-cli")
     assert _after(relay.argv, "--listening-ip") == "198.18.1.2"
@@ -77,6 +83,25 @@ def test_each_service_runs_in_its_host_with_its_argv(
     assert list(_started(backend, TG_RELAY)[0].argv) == [
         sys.executable, "-m", "harness.services.app_relays.telegram_reflector", "--listen",
         "198.18.6.2"]
+    # The apps' chat servers are the lab's signalling server, on their own hosts and
+    # ports; the domestic one (a leg on each side) listens on every address.
+    chat = [sys.executable, "-m", "harness.services.signalling", "--listen"]
+    assert list(_started(backend, WA_CHAT)[0].argv) == [*chat, "198.18.8.2", "--port", "5222",
+                                                         "--port", "443"]
+    assert list(_started(backend, TG_SERVER)[0].argv) == [*chat, "198.18.9.2", "--port", "443"]
+    assert list(_started(backend, MAX_SERVER)[0].argv) == [*chat, "0.0.0.0", "--port", "443"]
+    assert list(_started(backend, MAX_RELAY)[0].argv) == [
+        sys.executable, "-m", "harness.services.max_relay", "--listen", "0.0.0.0", "--port",
+        "3478"]
+    (dns,) = _started(backend, RESOLVER)
+    files = root / "resolver"
+    assert dns.argv[0] == "dnsmasq" and "--listen-address=100.64.53.2" in dns.argv
+    assert f"--addn-hosts={files / 'zone.hosts'}" in dns.argv and "--local=/lab/" in dns.argv
+    assert "--no-resolv" in dns.argv and "--no-hosts" in dns.argv
+    assert services.resolver_ip == "100.64.53.2" and services.resolver_dir == str(files)
+    served = (files / "zone.hosts").read_text().splitlines()
+    assert "100.64.10.2 max.lab" in served and "198.18.8.2 wa-chat.lab" in served
+    assert (files / "zone.full").read_text() == (files / "zone.hosts").read_text()
     assert backend.script.runs() == [], "starting services runs no command in a host"
 
 

@@ -15,6 +15,7 @@ from harness.measure.verdict import (
     MIN_FRAME_SHARE,
     PESQ_FLOOR,
     CallEvidence,
+    LinkFidelity,
     RuleCount,
 )
 from harness.spec.policy import Expectation
@@ -280,3 +281,36 @@ def test_the_record_carries_its_expectation_basis_and_cause() -> None:
     assert rec.expected == {"outcome": "fails", "basis": "mechanism",
                             "decided_by": ["stun-drop"]}
     assert rec.to_dict()["judgement"]["verdict"] == "pass"
+
+
+# ------------------------------------------------------------------ the emulator's own lateness
+
+def late(missed: bool, link: str = "caller→cgnat") -> list[LinkFidelity]:
+    over = 400 if missed else 0
+    return [LinkFidelity(link=link, packets=1000, p99_late_us=9000 if missed else 80,
+                         max_late_us=12_000, tolerance_us=2000, over_tolerance=over,
+                         steal_pct=9.5, missed=missed)]
+
+
+def test_a_fail_on_a_late_emulator_is_an_error_not_the_censors_doing() -> None:
+    lossy = record(peer("caller", loss=30.0), peer("callee", loss=30.0), CONNECTS,
+                   link_fidelity=late(True))
+    assert lossy.outcome == "degraded"
+    assert lossy.verdict == "error"
+    reasons = lossy.judgement["reasons"]
+    assert "link emulator missed its tolerance" in reasons[0]
+    assert "caller→cgnat: 400 of 1000 packets later than 2000 us" in reasons[0]
+    assert lossy.link_fidelity[0]["missed"] is True
+
+
+def test_the_same_fail_on_an_emulator_on_time_stays_a_fail() -> None:
+    lossy = record(peer("caller", loss=30.0), peer("callee", loss=30.0), CONNECTS,
+                   link_fidelity=late(False))
+    assert lossy.verdict == "fail"
+    assert lossy.link_fidelity[0]["missed"] is False
+
+
+def test_a_pass_on_a_late_emulator_stands_and_says_so() -> None:
+    clean = record(link_fidelity=late(True))
+    assert clean.verdict == "pass"
+    assert any("link emulator missed its tolerance" in r for r in clean.judgement["reasons"])

@@ -738,3 +738,17 @@ def test_hostile_judgements_do_not_break_the_page_or_the_table(tmp_path: Path) -
     assert len(page.find("a", "entry")) == 2
     table = format_table([call.record for call in load_run(run_dir).calls])
     assert "?=?" in table and "ERROR" in table
+
+
+def test_a_call_on_a_late_link_emulator_says_so_under_its_heading(tmp_path: Path) -> None:
+    late = {"link": "caller→cgnat", "packets": 1000, "p99_late_us": 9000, "max_late_us": 12000,
+            "tolerance_us": 2000, "over_tolerance": 400, "steal_pct": 9.5, "missed": True}
+    on_time = dict(late, link="cgnat→caller", over_tolerance=0, missed=False)
+    records = [make_record("baseline", "direct", link_fidelity=[late, on_time]),
+               make_record("baseline", "turn-udp", link_fidelity=[on_time])]
+    text, _ = read_page(write_report(build_run(tmp_path, records)))
+    marked = section(text, "call-baseline--direct")
+    assert "link emulator late" in marked
+    assert "caller→cgnat: 400 of 1000 packets later than 2000 us (p99 9000 us)" in marked
+    assert "cgnat→caller" not in marked
+    assert "link emulator late" not in section(text, "call-baseline--turn-udp")

@@ -169,7 +169,7 @@ def test_empty_file(tmp_path: Path) -> None:
 
 
 def test_policy_set_not_bound_by_topology(tmp_path: Path) -> None:
-    text = (paths.POLICIES / "relay-block.yaml").read_text().replace("dst_set: relays",
+    text = (paths.POLICIES / "turn-relay-block.yaml").read_text().replace("dst_set: relays",
                                                                      "dst_set: reflectors")
     with pytest.raises(SpecError) as caught:
         load_policy(_write(tmp_path, text), known_sets={"relays"})
@@ -185,7 +185,7 @@ def test_policy_unknown_strategy(tmp_path: Path) -> None:
 
 
 def test_policy_rule_contradiction_points_at_rule(tmp_path: Path) -> None:
-    text = (paths.POLICIES / "relay-block.yaml").read_text().replace(
+    text = (paths.POLICIES / "turn-relay-block.yaml").read_text().replace(
         "action: {kind: drop}", "action: {kind: drop, rate_kbit: 8}")
     with pytest.raises(SpecError) as caught:
         load_policy(_write(tmp_path, text))
@@ -194,7 +194,7 @@ def test_policy_rule_contradiction_points_at_rule(tmp_path: Path) -> None:
 
 
 def test_port_range_out_of_order(tmp_path: Path) -> None:
-    text = (paths.POLICIES / "relay-block.yaml").read_text().replace(
+    text = (paths.POLICIES / "turn-relay-block.yaml").read_text().replace(
         "dst_set: relays}", "dst_set: relays, dst_ports: ['3497-3478']}")
     with pytest.raises(SpecError) as caught:
         load_policy(_write(tmp_path, text))

@@ -26,9 +26,11 @@ from hypothesis import strategies as st
 
 from harness import paths
 from harness.censor.compiler import CompileError, bindings_for, compile_policy
+from harness.spec.descriptor import profiles as descriptor_profiles
+from harness.spec.descriptor import strategies as descriptor_strategies
 from harness.spec.names import ALL_STRATEGIES as STRATEGIES
 from harness.spec.names import PROFILES
-from harness.spec.policy import Policy, PortRange, load_policy
+from harness.spec.policy import DnsName, Policy, PortRange, load_policy
 from harness.spec.schema import MAX_INT, SpecError, check_name, compose_text, parse_dataclass
 from harness.spec.topology import Topology, load_topology
 
@@ -136,8 +138,9 @@ def revalidate_policy(policy: Policy) -> None:
     for rule in policy.rules:
         for name in [rule.id, *rule.match.sets]:
             assert NAME.fullmatch(name), name
-    assert set(policy.expect) <= set(PROFILES)
-    assert all(set(by) <= set(STRATEGIES) for by in policy.expect.values())
+    # Shipped policies may name endpoint descriptors (endpoints/) too.
+    assert set(policy.expect) <= set(descriptor_profiles())
+    assert all(set(by) <= set(descriptor_strategies()) for by in policy.expect.values())
     try:
         plan = compile_policy(policy, bindings_for(DEFAULT_TOPOLOGY))
     except CompileError:
@@ -358,6 +361,7 @@ def shaped(kind: Any) -> st.SearchStrategy[Any]:
         IPv4Address: LAB_ADDRESSES.map(str),
         IPv4Interface: interfaces(),
         IPv4Network: networks(),
+        DnsName: NAMES.map(lambda name: f"{name}.lab") | st.text(max_size=10),
     }
     return simple[kind]
 

@@ -22,8 +22,12 @@ from harness.testing.fake import FakeBackend, FakeError, Reply, Scripted
 from harness.testing.labs import LabLeftBehind, check_nothing_left
 
 TOPOLOGY = paths.topology_path(paths.DEFAULT_TOPOLOGY)
-SERVICE_HOSTS = {"relay": RELAY, "stun": STUN, "signal": SIGNALLING,
-                 "wa-relay": "whatsapp-like relay", "tg-relay": "telegram-like reflector"}
+# (host, service), in the order they start.
+SERVICE_HOSTS = [("relay", RELAY), ("stun", STUN), ("signal", SIGNALLING),
+                 ("wa-relay", "whatsapp-like relay"), ("tg-relay", "telegram-like reflector"),
+                 ("wa-chat", "whatsapp-like chat server"),
+                 ("tg-server", "telegram-like chat server"), ("max", "max-like chat server"),
+                 ("max", "max-like relay"), ("isp-dns", "national resolver")]
 
 
 def _lab(tmp_path: Path, backend: FakeBackend) -> Lab:
@@ -84,7 +88,7 @@ def test_hosts_and_services_are_recorded_and_running(fake_lab: Lab,
     assert {name: owned.pid for name, owned in state.hosts.items()} == {
         name: shell.pid for name, shell in fake_backend.shells.items()}
     assert set(state.hosts) == set(fake_lab.topology.hosts)
-    assert sorted((p.host, p.what) for p in state.processes) == sorted(SERVICE_HOSTS.items())
+    assert sorted((p.host, p.what) for p in state.processes) == sorted(SERVICE_HOSTS)
     assert all(p.alive() for p in _owned(fake_lab))
     assert fake_lab.services is not None and fake_lab.services.relay_ip == "198.18.1.2"
     assert state.services == fake_lab.services
@@ -98,7 +102,7 @@ def test_services_start_only_once_every_host_is_configured(fake_backend: FakeBac
     first_start = kinds.index("StartCall")
     assert first_start > last_configure
     assert [call.what for call in fake_backend.script.starts()] == [
-        RELAY, STUN, SIGNALLING, "whatsapp-like relay", "telegram-like reflector"]
+        what for _, what in SERVICE_HOSTS]
 
 
 def test_down_removes_everything_and_a_second_down_is_harmless(tmp_path: Path) -> None:

@@ -20,8 +20,8 @@ Fields the E-model takes from here:
   ``rtcp-sr-rr`` (relayed telegram-like: RFC 3550 §6.4.1, RTT = arrival of a
   report block − its LSR − its DLSR, for the peer's report about this side's
   sender reports, so the round trip runs through the reflector or TCP relay
-  and both relay legs) or ``relay-legs-sum`` (whatsapp-like, which sends no
-  RTCP: this side's relay RTT plus the peer's, which the peer sends over the
+  and both relay legs) or ``relay-legs-sum`` (whatsapp-like, whose RTCP is
+  not used for it: this side's relay RTT plus the peer's, which the peer sends over the
   signalling server every second). Null when no end-to-end sample was taken
   (never the one-leg value instead).
 * ``relay_rtt_ms``: the round trip from this side to its relay or reflector
@@ -29,21 +29,36 @@ Fields the E-model takes from here:
   this field existed, relayed paths reported this value as ``rtt_ms``.
 * ``own_ssrc_dropped``: RTP packets that arrived carrying this side's own SSRC
   (its own media, e.g. echoed by a relay); dropped, never decoded or counted
-  as received. ``own_rtcp_dropped``: the same for RTCP reports (telegram-like;
-  whatsapp-like sends none), never used to adapt the bitrate or measure RTT.
+  as received. ``own_rtcp_dropped``: the same for RTCP reports, never used to
+  adapt the bitrate or measure RTT.
+
+Before the path: the chat server's name is resolved (harness.calls.app.resolve;
+``dns-failed`` at stage ``dns``), the side joins the call's room on its app's
+chat server (its ports in order, the next after CHAT_PORT_TRY_S, the last
+for CHAT_CONNECT_TIMEOUT_S; ``signalling-unreachable`` at stage
+``signalling``), waits for the other side
+and the caller offers the call, which the callee accepts (``setup-timeout``
+at stage ``signalling`` when either never comes). From when both sides are
+in the room, they exchange ``--text-messages`` text messages over the same
+connection (harness.calls.app.text), whatever then happens to the media: the
+result's ``text_*`` fields count them, also for a call that fails later, and
+say ``text_ok`` false when the chat server could not be reached at all. Then
+the relay's and STUN server's names are resolved (``dns-failed`` again).
+``resolved`` maps each name to the address used (an address given as such
+maps to itself), ``signalling`` is the chat server endpoint that answered.
 
 Timeouts: ``--setup-timeout`` from process start to the first decoded frame;
 the media window lasts ``--media-seconds`` from the first frame, ends early
 with ``media-stalled`` when nothing arrives for ``--stall-timeout``; the
 sender goes on for ``--linger`` seconds after it so the other side can finish
-its own window."""
+its own window; the process then waits for the text exchange to end (at most
+its own deadline)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
+import dataclasses
 import signal
 import statistics
 import time
@@ -53,7 +68,19 @@ from typing import Any, Protocol
 
 from harness.calls.app.media import OpusReceiver, OpusSender, Timeline, cancel
 from harness.calls.app.opus import OpusSettings
+from harness.calls.app.resolve import ResolveError, resolve
+from harness.calls.app.signal_channel import SignalChannel, SignalError, shared_channels
+from harness.calls.app.text import TextExchange, no_text
 from harness.calls.events import EventLog
+from harness.calls.result_file import write_json_atomically
+
+# How long a chat server port may take to accept before the next is tried
+# (WhatsApp: 5222, then 443), and the last one before the call fails with
+# signalling-unreachable (so a side whose server is blocked fails before the
+# other side's setup timeout runs out waiting for it). [S] the apps' own
+# timeouts are not reported.
+CHAT_PORT_TRY_S = 3.0
+CHAT_CONNECT_TIMEOUT_S = 8.0
 
 
 class CallFailed(Exception):
@@ -79,6 +106,20 @@ class ClientConfig:
     signal: tuple[str, int] | None = None
     stun: tuple[str, int] | None = None
     p2p: bool = True
+    # The app's chat server, its ports in the order tried (empty: `signal`
+    # alone); until resolved, relay_ip, signal, stun and these may be names.
+    signal_endpoints: tuple[tuple[str, int], ...] = ()
+    # Where names are resolved: a resolver's address, and/or names given.
+    resolver: str | None = None
+    names: tuple[tuple[str, str], ...] = ()
+    # Text messages each side sends during the call (0: no text exchange).
+    text_messages: int = 0
+
+    @property
+    def chat_endpoints(self) -> tuple[tuple[str, int], ...]:
+        if self.signal_endpoints:
+            return self.signal_endpoints
+        return (self.signal,) if self.signal is not None else ()
 
 
 @dataclass
@@ -103,6 +144,9 @@ class Session:
     peer_relay_rtt_ms: float | None = None
     failure: asyncio.Future[CallFailed] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # The text exchange over the chat server, once both sides were present.
+    text: TextExchange | None = None
+    text_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         # What arrives with this side's own SSRC is its own media coming back.
@@ -140,37 +184,150 @@ async def run_call(cfg: ClientConfig, transport: Transport, opus: OpusSettings,
     session = Session(cfg, OpusSender(cfg.audio, opus, rtp_clock),
                       OpusReceiver(cfg.record, rtp_clock, opus.frame_ms), EventLog(cfg.events))
     session.failure = asyncio.get_running_loop().create_future()
-    timeline = Timeline()
+    timeline = Timeline(on_row=lambda row: _emit_stats(session, opus, row))
     tasks: list[asyncio.Task[None]] = []
     error: CallFailed | None = None
     t_window_end: float | None = None
     session.t_attempt = time.monotonic()
     session.events.emit("attempt", at=session.t_attempt)
-    try:
-        deadline = session.t_process + cfg.setup_timeout
-        await _within(deadline, transport.start(session), "path")
-        tasks.append(asyncio.create_task(session.sender.run()))
-        await _first_media(session, deadline)
-        tasks.append(asyncio.create_task(timeline.sample(session.sender, session.receiver)))
+    async with shared_channels():
         try:
-            await _window(session)
-        finally:
-            t_window_end = time.monotonic()
+            deadline = session.t_process + cfg.setup_timeout
+            await _within(deadline, _resolve_chat_server(session), "dns")
+            await _signalling(session, deadline)
+            await _within(deadline, _resolve_media_servers(session), "dns")
+            await _within(deadline, transport.start(session), "path")
+            tasks.append(asyncio.create_task(session.sender.run()))
+            await _first_media(session, deadline)
+            tasks.append(asyncio.create_task(timeline.sample(session.sender, session.receiver)))
+            try:
+                await _window(session)
+            finally:
+                t_window_end = time.monotonic()
+                session.receiver.stats.close_window()
+            await asyncio.sleep(cfg.linger)
+        except CallFailed as failed:
+            error = failed
+            t_window_end = t_window_end or time.monotonic()
             session.receiver.stats.close_window()
-        await asyncio.sleep(cfg.linger)
-    except CallFailed as failed:
-        error = failed
-        t_window_end = t_window_end or time.monotonic()
-        session.receiver.stats.close_window()
-        session.events.emit("failed", error=failed.error, stage=failed.stage)
-    finally:
-        for task in tasks:
-            await cancel(task)
-        with contextlib.suppress(Exception):
-            await transport.close()
-        session.receiver.close()
+            session.events.emit("failed", error=failed.error, stage=failed.stage)
+        finally:
+            for task in tasks:
+                await cancel(task)
+            await _finish_text(session)
+            with contextlib.suppress(Exception):
+                await transport.close()
+            session.receiver.close()
     timeline.add(session.sender, session.receiver)
     return build_result(session, timeline, error, t_window_end)
+
+
+async def _address(session: Session, name: str) -> str:
+    """`name` resolved (harness.calls.app.resolve), or CallFailed dns-failed;
+    every name looked up is kept in the result's ``resolved``."""
+    resolved: dict[str, str] = session.extra.setdefault("resolved", {})
+    session.extra["resolver"] = session.cfg.resolver
+    if name not in resolved:
+        try:
+            resolved[name] = await resolve(name, session.cfg.resolver, dict(session.cfg.names))
+        except ResolveError as exc:
+            raise CallFailed("dns-failed", "dns", str(exc)) from None
+    return resolved[name]
+
+
+async def _resolve_chat_server(session: Session) -> None:
+    """The chat server's name first: the app reaches it before anything else."""
+    cfg = session.cfg
+    chat = tuple([(await _address(session, host), port) for host, port in cfg.chat_endpoints])
+    session.cfg = dataclasses.replace(cfg, signal_endpoints=chat,
+                                      signal=chat[0] if chat else None)
+
+
+async def _resolve_media_servers(session: Session) -> None:
+    """The relay's and the STUN server's names, once the call is set up."""
+    cfg = session.cfg
+    relay = await _address(session, cfg.relay_ip)
+    stun = (await _address(session, cfg.stun[0]), cfg.stun[1]) if cfg.stun is not None else None
+    session.cfg = dataclasses.replace(cfg, relay_ip=relay, stun=stun)
+
+
+async def _signalling(session: Session, deadline: float) -> None:
+    """Join the call's room on the chat server (its ports in order), wait
+    for the other side, start the text exchange, and set the call up (the
+    caller offers, the callee accepts)."""
+    cfg = session.cfg
+    endpoints = cfg.chat_endpoints
+    if not endpoints:
+        return
+    channel: SignalChannel | None = None
+    tried = []
+    for index, (host, port) in enumerate(endpoints):
+        remaining = deadline - time.monotonic()
+        last = index == len(endpoints) - 1
+        budget = min(CHAT_CONNECT_TIMEOUT_S if last else CHAT_PORT_TRY_S, remaining)
+        try:
+            channel = await SignalChannel.join(host, port, cfg.call_id, max(budget, 0.0))
+            break
+        except SignalError as exc:
+            tried.append(str(exc))
+    if channel is None:
+        raise CallFailed("signalling-unreachable", "signalling", "; ".join(tried)[:400])
+    session.cfg = dataclasses.replace(cfg, signal=(host, port))
+    session.extra["signalling"] = f"{host}:{port}"
+    try:
+        await channel.wait_peer(deadline - time.monotonic())
+    except SignalError as exc:
+        raise CallFailed("setup-timeout", "signalling",
+                         f"the other side never joined the call at {host}:{port}: {exc}"
+                         ) from None
+    if cfg.text_messages > 0:
+        session.text = TextExchange(channel, cfg.role, cfg.text_messages)
+        session.text_task = asyncio.create_task(session.text.run())
+    mine, theirs = ("call_offer", "call_accept") if cfg.role == "caller" \
+        else ("call_accept", "call_offer")
+    try:
+        if cfg.role == "caller":
+            channel.send({mine: cfg.call_id})
+        await channel.receive(theirs, deadline - time.monotonic())
+        if cfg.role != "caller":
+            channel.send({mine: cfg.call_id})
+    except SignalError as exc:
+        raise CallFailed("setup-timeout", "signalling",
+                         f"no {theirs.replace('_', ' ')} from the other side: {exc}") from None
+
+
+async def _finish_text(session: Session) -> None:
+    """Let the text exchange end by itself (it has its own deadline), unless
+    the call is being cancelled."""
+    task = session.text_task
+    if task is None or task.done():
+        return
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        await cancel(task)
+        return
+    with contextlib.suppress(Exception):
+        await task
+
+
+def text_fields(session: Session, error: CallFailed | None) -> dict[str, Any]:
+    """The result's text_* fields (harness.calls.app.text)."""
+    expected = session.cfg.text_messages
+    if session.text is not None:
+        return session.text.counts.result()
+    if expected <= 0:
+        return {"text_sent": None, "text_received": None, "text_ok": None}
+    why = f"{error.error} at {error.stage}: {error.detail}" if error else "no text exchanged"
+    return no_text(expected, why[:300])
+
+
+def _emit_stats(session: Session, opus: OpusSettings,
+                dict_row: dict[str, float | int | None]) -> None:
+    """A timeline row as a live ``stats`` event, with this side's frame
+    duration and the seconds of received audio recorded so far."""
+    fields = {k: v for k, v in dict_row.items() if k != "monotonic"}
+    session.events.emit("stats", at=dict_row["monotonic"], frame_ms=opus.frame_ms,
+                        recorded_s=session.receiver.recorded_s, **fields)
 
 
 async def _within(deadline: float, work: Any, stage: str) -> None:
@@ -248,7 +405,7 @@ def build_result(session: Session, timeline: Timeline, error: CallFailed | None,
         "failed_at_s": _round(time.monotonic() - origin) if error else None,
         "path": session.path, "path_changes": session.path_changes,
         "bitrate_changes": session.bitrate_changes, "duplicates": r.duplicates,
-        "timeline": timeline.rows, **session.extra,
+        "timeline": timeline.rows, **text_fields(session, error), **session.extra,
     }
 
 
@@ -273,14 +430,8 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 def write_result(path: Path, result: dict[str, Any]) -> None:
-    """Atomically (temporary file + rename), like the aiortc peer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(json.dumps(result, indent=2) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    """Atomically (harness.calls.result_file), like every call endpoint."""
+    write_json_atomically(path, result)
 
 
 async def run_until_terminated(cfg: ClientConfig, transport: Transport, opus: OpusSettings,

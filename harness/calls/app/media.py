@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.calls.app.opus import (
     DECODED_RATE,
@@ -32,6 +33,18 @@ class SenderStats:
     packets_sent: int = 0
     bytes_sent: int = 0
     last_timestamp: int = 0  # RTP timestamp of the last frame sent (for RTCP SRs)
+
+
+def change_bitrate(sender: OpusSender, changes: list[dict[str, Any]], origin_s: float,
+                   target: OpusSettings, reason: str, **fields: float | int | None) -> None:
+    """Reopen `sender`'s encoder with `target` and note it in `changes` (the
+    result's ``bitrate_changes``: when, on the monotonic clock and in seconds
+    from `origin_s`, the new bitrate and FEC, why, and the loss figures that
+    decided it)."""
+    sender.encoder.reconfigure(target)
+    now = time.monotonic()
+    changes.append({"monotonic": round(now, 3), "at_s": round(now - origin_s, 3),
+                    "bitrate": target.bitrate, "fec": target.fec, "reason": reason, **fields})
 
 
 class OpusSender:
@@ -188,15 +201,26 @@ class OpusReceiver:
             self._wav.add(pcm)
         self._next_seq = packet.sequence + 1
 
+    @property
+    def recorded_s(self) -> float:
+        """Seconds of audio recorded so far (gaps included, as silence)."""
+        return self._wav.recorded_s
+
     def close(self) -> None:
         self._wav.close()
 
 
+Row = dict[str, float | int | None]
+
+
 @dataclass
 class Timeline:
-    """Cumulative counters about once a second (the rows the aiortc peer writes)."""
+    """Cumulative counters about once a second (the rows the aiortc peer writes)
+    and the bitrate this side's encoder was set to then;
+    ``on_row`` sees each row as it is taken (the live ``stats`` event)."""
 
-    rows: list[dict[str, float | int | None]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    on_row: Callable[[Row], None] | None = None
 
     async def sample(self, sender: OpusSender, receiver: OpusReceiver,
                      period_s: float = 1.0) -> None:
@@ -206,10 +230,14 @@ class Timeline:
 
     def add(self, sender: OpusSender, receiver: OpusReceiver) -> None:
         r = receiver.stats
-        self.rows.append({"monotonic": round(time.monotonic(), 3),
-                          "sent": sender.stats.packets_sent, "received": r.packets_received,
-                          "lost": r.lost, "jitter_ms": round(1000.0 * r.jitter_s, 3),
-                          "bytes_received": r.bytes_received})
+        row: Row = {"monotonic": round(time.monotonic(), 3),
+                    "sent": sender.stats.packets_sent, "received": r.packets_received,
+                    "lost": r.lost, "jitter_ms": round(1000.0 * r.jitter_s, 3),
+                    "bytes_received": r.bytes_received,
+                    "bitrate": sender.encoder.settings.bitrate}
+        self.rows.append(row)
+        if self.on_row is not None:
+            self.on_row(row)
 
 
 async def cancel(task: asyncio.Task[None] | None) -> None:

@@ -149,24 +149,38 @@ class OpusDecoder:
 
 class WavRecorder:
     """What a receiver heard, at DECODED_RATE: decoded frames in order, silence
-    in place of frames that never arrived (so later audio stays time-aligned)."""
+    in place of frames that never arrived (so later audio stays time-aligned).
+    Written as it comes (the WAV header is brought up to date with every
+    write), so the audio of a running call can be read; no file when nothing
+    arrived."""
 
     def __init__(self, path: Path | None) -> None:
         self._path = path
-        self._chunks: list[Pcm] = []
+        self._wav: wave.Wave_write | None = None
+        self.samples = 0  # written so far
 
     def add(self, pcm: Pcm) -> None:
-        self._chunks.append(pcm)
+        self._write(pcm)
 
     def add_silence(self, samples: int) -> None:
-        self._chunks.append(np.zeros(samples, dtype=np.int16))
+        self._write(np.zeros(samples, dtype=np.int16))
+
+    @property
+    def recorded_s(self) -> float:
+        return round(self.samples / DECODED_RATE, 3)
+
+    def _write(self, pcm: Pcm) -> None:
+        self.samples += int(pcm.size)
+        if self._path is None:
+            return
+        if self._wav is None:
+            self._wav = wave.open(str(self._path), "wb")
+            self._wav.setnchannels(1)
+            self._wav.setsampwidth(2)
+            self._wav.setframerate(DECODED_RATE)
+        self._wav.writeframes(pcm.astype("<i2").tobytes())
 
     def close(self) -> None:
-        if self._path is None or not self._chunks:
-            return
-        data = np.concatenate(self._chunks).astype("<i2").tobytes()
-        with wave.open(str(self._path), "wb") as handle:
-            handle.setnchannels(1)
-            handle.setsampwidth(2)
-            handle.setframerate(DECODED_RATE)
-            handle.writeframes(data)
+        if self._wav is not None:
+            self._wav.close()
+            self._wav = None

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.wire import telegram as tg
+from harness.wire import rtcp as wire
 
 SR_MEMORY = 32  # sender reports remembered for matching their echo
 DLSR_UNITS_PER_S = 65536
@@ -33,8 +33,8 @@ class RtcpRoundTrips:
     def stamp(self, now: float, wall_clock: float) -> int:
         """The NTP timestamp of an SR sent now (`now` monotonic, `wall_clock`
         Unix time), remembered for the round trip."""
-        ntp = tg.ntp_timestamp(wall_clock)
-        self.sent[tg.ntp_middle(ntp)] = now
+        ntp = wire.ntp_timestamp(wall_clock)
+        self.sent[wire.ntp_middle(ntp)] = now
         while len(self.sent) > SR_MEMORY:
             del self.sent[next(iter(self.sent))]
         return ntp
@@ -49,10 +49,10 @@ class RtcpRoundTrips:
 
     def on_sender_report(self, data: bytes, now: float) -> None:
         """The peer's SR arrived at `now`."""
-        self.peer_ssrc = tg.rtcp_ssrc(data)
-        self.peer_sr = (tg.ntp_middle(tg.sender_report_ntp(data)), now)
+        self.peer_ssrc = wire.rtcp_ssrc(data)
+        self.peer_sr = (wire.ntp_middle(wire.sender_report_ntp(data)), now)
 
-    def round_trip(self, block: tg.ReportBlock, own_ssrc: int, now: float) -> float | None:
+    def round_trip(self, block: wire.ReportBlock, own_ssrc: int, now: float) -> float | None:
         """The round trip in seconds that `block` (arrived at `now`) measures,
         or None: no SR of ours echoed (LSR 0), one we no longer know, or a
         block about another source."""

@@ -3,7 +3,7 @@
 Usage::
 
     python -m harness.calls.peer --role caller|callee --signal IP:PORT --room ROOM \\
-        --strategy direct|turn-udp|turn-tcp|turn-tls-443 --stun IP:PORT \\
+        --strategy direct|turn-udp|turn-tcp|turn-tls-443|gather-all --stun IP:PORT \\
         --turn IP [--turn-port 3478] [--turns-port 443] --turn-user U --turn-pass P \\
         --audio ref.wav --media-seconds 8 --setup-timeout 20 --out result.json \\
         [--record received.wav] [--total-timeout S] [--linger S] [--host-ip IP ...] \\

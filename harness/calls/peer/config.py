@@ -14,7 +14,7 @@ import aioice.ice
 import av
 
 from harness.calls.strategies import (
-    STRATEGIES,
+    PEER_STRATEGIES,
     Endpoint,
     TurnCredentials,
     TurnServer,
@@ -60,7 +60,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--role", required=True, choices=ROLES)
     p.add_argument("--signal", required=True, help="signalling server IP:PORT")
     p.add_argument("--room", required=True)
-    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--strategy", required=True, choices=PEER_STRATEGIES)
     p.add_argument("--stun", help="STUN server IP:PORT (used by 'direct')")
     p.add_argument("--turn", help="TURN server IP (used by the turn-* strategies)")
     p.add_argument("--turn-port", type=int, default=3478, help="TURN UDP/TCP port")

@@ -16,8 +16,9 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaPlayer
 
+from harness.calls.peer import gather_all
 from harness.calls.peer.state import CallFailed, CallState, within_setup
-from harness.calls.strategies import build_rtc_configuration
+from harness.calls.strategies import GATHER_ALL, build_rtc_configuration
 
 
 def prefer_opus(transceiver: RTCRtpTransceiver) -> None:
@@ -29,6 +30,8 @@ def prefer_opus(transceiver: RTCRtpTransceiver) -> None:
 def create_peer_connection(state: CallState) -> RTCPeerConnection:
     cfg = state.cfg
     configuration = build_rtc_configuration(cfg.strategy, cfg.stun, cfg.turn, cfg.credentials)
+    if cfg.strategy == GATHER_ALL:
+        gather_all.install(configuration)  # every TURN URL, not the first only
     pc = RTCPeerConnection(configuration)
     state.pc = pc
 

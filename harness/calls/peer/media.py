@@ -80,12 +80,22 @@ async def sample_timeline(state: CallState) -> None:
     while True:
         sample = await sample_stats(state.pc)
         _note_rtp_progress(state, sample.packets_received)
-        state.timeline.append({
+        row: dict[str, float | int | None] = {
             "monotonic": round(time.monotonic(), 3), "sent": sample.packets_sent,
             "received": sample.packets_received, "lost": sample.packets_lost,
             "jitter_ms": _jitter_ms(sample.jitter_units), "bytes_received": sample.bytes_received,
-        })
+        }
+        state.timeline.append(row)
+        emit_stats(state, row)
         await asyncio.sleep(TIMELINE_PERIOD_S)
+
+
+def emit_stats(state: CallState, row: dict[str, float | int | None]) -> None:
+    """The same row as a live ``stats`` event (``--events``), with the seconds of
+    received audio recorded so far, for whoever watches the call while it runs."""
+    fields = {k: v for k, v in row.items() if k != "monotonic"}
+    state.events.emit("stats", at=row["monotonic"], recorded_s=state.sink.recorded_s,
+                      **fields)
 
 
 def _note_rtp_progress(state: CallState, received: int | None) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from aiortc.mediastreams import AUDIO_PTIME
+
+from harness.calls.result_file import write_json_atomically
 
 # The audio frame (= packet) duration aiortc sends, in ms (20).
 AUDIO_FRAME_MS = round(1000.0 * AUDIO_PTIME, 3)
@@ -116,11 +117,5 @@ class PeerResult:
         return json.dumps(asdict(self), indent=2, sort_keys=False)
 
     def write(self, path: Path) -> None:
-        """Write atomically (temporary file + rename) and fsync."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(self.to_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
+        """Write atomically (harness.calls.result_file)."""
+        write_json_atomically(path, asdict(self))

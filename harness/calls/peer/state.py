@@ -49,6 +49,8 @@ class AudioSink:
         self.t_last: float | None = None
         self.frames = 0
         self.max_gap_s = 0.0
+        # Samples written to the WAV so far (live stats map call time to audio by it).
+        self.recorded_samples = 0
         self._record = record
         self._rate = record_rate
         self._wav: wave.Wave_write | None = None
@@ -83,6 +85,12 @@ class AudioSink:
         assert self._resampler is not None and self._wav is not None
         for out in self._resampler.resample(frame):
             self._wav.writeframes(bytes(out.planes[0])[: out.samples * 2])
+            self.recorded_samples += out.samples
+
+    @property
+    def recorded_s(self) -> float:
+        """Seconds of audio in the WAV so far (0 without --record)."""
+        return round(self.recorded_samples / self._rate, 3)
 
     def _open_wav(self) -> None:
         assert self._record is not None

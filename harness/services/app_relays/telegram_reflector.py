@@ -1,37 +1,53 @@
-"""A Telegram-like reflector with its TCP relay: written here because no
-packaged server speaks Telegram's reflector protocol (Telegram's reflectors
-are its own; tgcalls only shows the client side, docs/sources.md S16, S24, S26).
+"""A Telegram-like reflector with its TCP relay and a TURN port: written here
+because no packaged server speaks Telegram's reflector protocol (Telegram's
+reflectors are its own; tgcalls and libtgvoip only show the client side,
+docs/sources.md S16, S24, S26, S61, S62).
 
-UDP on 596-599 and 1400: a 40-byte hello (peer tag, 12×FF, FE, 3×FF, u64) is
-answered with the tag, 16×FF and the same u64; any other packet starting with
-a known peer tag is relayed to the endpoints of the partner tag, the other
-side of the call (the tag with the low bit of its last byte flipped, as
-libtgvoip's MockReflector pairs them: harness.wire.telegram), rewritten to
-carry the receiver's own tag. TCP on 443: the same packets, each framed by a
-big-endian u16 length. A peer on UDP and a peer on TCP are bridged [S: the
-real relays' behaviour is unknown], so each side can fall back on its own.
+UDP reflector ports (596-599): a hello (harness.wire.telegram: the sender's
+tag, 12×FF, FE FF FF FF, a query id) is answered with libtgvoip's 64-byte
+self-info (the tag, 12×FF, 0xc01572c7, the date, the query id, the sender's
+address and port as seen here). Each endpoint is learnt under the full tag it
+sends with: a hello's tag, or for data the call's 12 bytes and the sender's
+own 4-byte tag. A data packet (the receiver's tag, the sender's tag, a
+length, the payload padded to 4, tgcalls ReflectorPort::SendTo) goes
+unchanged to the endpoints learnt under the tag it is addressed to, never to
+an endpoint of its sender (e.g. the UDP endpoint a peer left behind when it
+moved to TCP, which it may still reach with hellos), and never back to a
+sender that addressed itself. [S] that the real reflectors route by the full
+16-byte tag: it is what tgcalls' addressing implies; libtgvoip's
+tests/MockReflector.cpp pairs two tags that differ in the last bit instead.
+TCP on 443: the same packets, each framed by a big-endian u16 length [S]. A
+peer on UDP and a peer on TCP are bridged [S: the real relays' behaviour is
+unknown], so each side can fall back on its own. An endpoint silent for
+IDLE_S is forgotten.
 
-Every endpoint a side has sent from is that side's: it is learnt under the
-exact tag the side sends with, so a packet never goes back to any endpoint of
-its sender, e.g. the UDP endpoint a peer left behind when it moved to TCP
-(which it may still reach with hellos). An endpoint silent for IDLE_S is
-forgotten.
+The reflector ports also answer STUN Binding Requests (cookie 0x2112A442)
+with a Binding Success carrying the sender's XOR-MAPPED-ADDRESS: tgcalls
+learns its public address from Telegram's own servers (phoneConnectionWebrtc,
+S25), so the telegram-like client uses this reflector's port 596 as its STUN
+server. Other STUN messages are ignored there.
 
-The UDP ports also answer STUN Binding Requests (cookie 0x2112A442) with a
-Binding Success carrying the sender's XOR-MAPPED-ADDRESS: tgcalls learns its
-public address from Telegram's own servers (the STUN endpoints of
-phoneConnectionWebrtc; Binding Requests follow the hellos to 596/597 in the
-Flowseal#6148 capture, docs/sources.md S16, S24, S26), so the telegram-like client uses
-this reflector's port 596 as its STUN server. Other STUN messages are ignored.
+UDP 1400 is a TURN port (S18: TURN Allocates to a Telegram address on 1400):
+an Allocate without credentials gets 401 with REALM "telegram.org" [S] and a
+nonce; one with USERNAME, REALM, NONCE and a MESSAGE-INTEGRITY made with
+harness.wire.telegram.turn_password [S] gets an Allocate Success with a
+relayed address, a lifetime and the sender's mapped address; a wrong one gets
+401 again. [S] Nothing is relayed through these allocations: the
+telegram-like client allocates, as tgcalls does while it gathers candidates,
+but carries its media over the reflectors. Binding Requests are answered
+there too, anything else is ignored.
 
 Run as ``python -m harness.services.app_relays.telegram_reflector --listen IP
-[--udp-ports 596-599,1400] [--tcp-port 443]``; exits 0 on SIGTERM."""
+[--udp-ports 596-599,1400] [--tcp-port 443]`` (a port in
+harness.wire.telegram.TURN_UDP_PORT speaks TURN); exits 0 on SIGTERM."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import functools
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,7 +60,9 @@ from harness.wire import telegram as tg
 from harness.wire.rtp import WireError
 
 IDLE_S = 5.0
+TURN_LIFETIME_S = 600  # RFC 5766 §2.2's default allocation lifetime
 Send = Callable[[bytes], None]
+Address = tuple[str, int]
 
 
 @dataclass
@@ -57,39 +75,50 @@ class Endpoint:
 @dataclass
 class ReflectorState:
     """The endpoints learnt per tag: ``tags[tag]`` are the endpoints of the one
-    side of a call that sends with `tag`."""
+    side of a call whose full tag is `tag`."""
 
     tags: dict[bytes, dict[object, Endpoint]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)
 
-    def packet(self, data: bytes, key: object, send: Send) -> None:
-        """One packet from endpoint `key` (a UDP address or a TCP connection)."""
+    def packet(self, data: bytes, key: object, send: Send, address: Address) -> None:
+        """One packet from endpoint `key` (a UDP address or a TCP connection),
+        whose address as seen here is `address`."""
+        now = time.monotonic()
+        if tg.is_special(data):
+            tag = data[:tg.TAG_BYTES]
+            self._learn(tag, key, send, now)
+            if tg.is_hello(data):
+                self.counts["hello"] += 1
+                send(tg.self_info(tag, data[32:40], int(time.time()) & 0x7FFFFFFF, address))
+            else:
+                self.counts["special-ignored"] += 1
+            return
         try:
-            tag, payload = tg.split_tag(data)
+            packet = tg.parse_data(data)
         except WireError:
             self.counts["malformed"] += 1
             return
-        senders = self.tags.setdefault(tag, {})
-        now = time.monotonic()
-        endpoint = senders.setdefault(key, Endpoint(key, send, now))
-        endpoint.last_seen, endpoint.send = now, send  # answer from the port it used last
-        if tg.is_hello(data):
-            self.counts["hello"] += 1
-            send(tg.answer(tag, tg.query_id(data)))
+        senders = self._learn(packet.sender_tag, key, send, now)
+        if packet.tag == packet.sender_tag:
+            self.counts["to-itself"] += 1
             return
-        partner = tg.partner_tag(tag)
-        receivers = self.tags.get(partner, {})
-        self._forget_idle(senders, now)
+        receivers = self.tags.get(packet.tag, {})
         self._forget_idle(receivers, now)
-        relayed = tg.tagged(partner, payload)
         for other in receivers.values():
             if other.key in senders:  # one socket seen with both tags: still the sender's
                 self.counts["not-echoed"] += 1
                 continue
-            other.send(relayed)
+            other.send(data)
             self.counts["relayed"] += 1
         if not receivers:
-            self.counts["no-partner"] += 1
+            self.counts["no-receiver"] += 1
+
+    def _learn(self, tag: bytes, key: object, send: Send, now: float) -> dict[object, Endpoint]:
+        endpoints = self.tags.setdefault(tag, {})
+        endpoint = endpoints.setdefault(key, Endpoint(key, send, now))
+        endpoint.last_seen, endpoint.send = now, send  # answer from the port it used last
+        self._forget_idle(endpoints, now)
+        return endpoints
 
     def forget(self, key: object) -> None:
         for endpoints in self.tags.values():
@@ -102,43 +131,77 @@ class ReflectorState:
 
 
 class ReflectorPort(asyncio.DatagramProtocol):
-    def __init__(self, state: ReflectorState) -> None:
+    """One UDP port: a reflector port, or with `turn` the TURN port."""
+
+    def __init__(self, state: ReflectorState, turn: bool = False) -> None:
         self.state = state
+        self.turn = turn
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def datagram_received(self, data: bytes, addr: Address) -> None:
         transport = self.transport
         assert transport is not None
         if stun.is_stun(data):
-            answer = binding_answer(data, addr, self.state)
+            answer = stun_answer(data, addr, self.state, self.turn, self.local_address())
             if answer is not None:
                 transport.sendto(answer, addr)
             return
+        if self.turn:
+            self.state.counts["turn-not-stun"] += 1
+            return
         self.state.packet(data, ("udp", addr),
-                          lambda packet: transport.sendto(packet, addr))
+                          lambda packet: transport.sendto(packet, addr), addr)
+
+    def local_address(self) -> Address:
+        sockname = self.transport.get_extra_info("sockname") if self.transport else None
+        return (str(sockname[0]), int(sockname[1])) if sockname else ("0.0.0.0", 0)
 
 
-def binding_answer(data: bytes, addr: tuple[str, int], state: ReflectorState) -> bytes | None:
-    """The Binding Success for a Binding Request from `addr` (its public
-    address as this server sees it); None for any other STUN message."""
+def stun_answer(data: bytes, addr: Address, state: ReflectorState, turn: bool,
+                local: Address) -> bytes | None:
+    """What a port answers a STUN message from `addr` with: a Binding Success
+    (its public address as seen here) on any port, the TURN Allocate exchange
+    on the TURN port; None for anything else."""
     try:
-        msg_type, txid, _ = stun.parse(data)
+        message = stun.StunMessage.decode(data)
     except WireError:
         state.counts["malformed"] += 1
         return None
-    if msg_type != stun.BINDING_REQUEST:
-        state.counts["stun-ignored"] += 1
-        return None
-    state.counts["stun-binding"] += 1
-    return stun.binding_success(txid, addr)
+    if message.msg_type == stun.BINDING_REQUEST:
+        state.counts["stun-binding"] += 1
+        return stun.binding_success(message.transaction_id, addr)
+    if turn and message.msg_type == stun.ALLOCATE_REQUEST:
+        return turn_allocate(message, addr, state, local)
+    state.counts["stun-ignored"] += 1
+    return None
+
+
+def turn_allocate(request: stun.StunMessage, addr: Address, state: ReflectorState,
+                  local: Address) -> bytes:
+    """401 with a realm and nonce, or, for a request whose MESSAGE-INTEGRITY
+    checks out, an Allocate Success (RFC 5766 §6.2-6.3)."""
+    nonce = hashlib.sha256(f"{addr[0]}:{addr[1]}".encode()).hexdigest()[:16].encode()
+    username = request.get(stun.USERNAME)
+    if username is None or request.get(stun.MESSAGE_INTEGRITY) is None:
+        state.counts["turn-401"] += 1
+        return stun.unauthorized(request, tg.TURN_REALM, nonce)
+    name = username.decode(errors="replace")
+    key = stun.long_term_key(name, tg.TURN_REALM, tg.turn_password(name))
+    if request.get(stun.NONCE) != nonce or not request.integrity_ok(key):
+        state.counts["turn-401"] += 1
+        return stun.unauthorized(request, tg.TURN_REALM, nonce)
+    state.counts["turn-allocate"] += 1
+    return stun.allocate_success(request, local, addr, TURN_LIFETIME_S, key)
 
 
 async def tcp_client(state: ReflectorState, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
-    key = ("tcp", writer.get_extra_info("peername"))
+    peer = writer.get_extra_info("peername")
+    key = ("tcp", peer)
+    address = (str(peer[0]), int(peer[1])) if peer else ("0.0.0.0", 0)
 
     def send(packet: bytes) -> None:
         if not writer.is_closing():
@@ -149,7 +212,7 @@ async def tcp_client(state: ReflectorState, reader: asyncio.StreamReader,
         while True:
             header = await reader.readexactly(tg.TCP_FRAME.size)
             (length,) = tg.TCP_FRAME.unpack(header)
-            state.packet(await reader.readexactly(length), key, send)
+            state.packet(await reader.readexactly(length), key, send, address)
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass
@@ -165,8 +228,9 @@ async def serve(listen: str, udp_ports: list[int], tcp_port: int) -> ReflectorSt
     loop = asyncio.get_running_loop()
     transports = []
     for port in udp_ports:
-        transport, _ = await loop.create_datagram_endpoint(lambda: ReflectorPort(state),
-                                                           local_addr=(listen, port))
+        transport, _ = await loop.create_datagram_endpoint(
+            functools.partial(ReflectorPort, state, port == tg.TURN_UDP_PORT),
+            local_addr=(listen, port))
         transports.append(transport)
     server = await asyncio.start_server(lambda r, w: tcp_client(state, r, w), listen, tcp_port)
     announce_ready("telegram-like reflector")

@@ -3,8 +3,9 @@ WhatsApp's STUN dialect (its relays are Meta's own; only the wire format is
 reported, docs/sources.md S19, S20).
 
 It listens on UDP 3478-3497 (every port alike), answers allocate (0x0003) with
-0x0103, pongs pings (0x0801 → 0x0802), and relays WARP media frames between the
-two peers that allocated with the same call id, whatever port each used.
+0x0103, pongs pings (0x0801 → 0x0802), and relays WARP media frames and RTCP
+reports (harness.wire.whatsapp) between the two peers that allocated with the
+same call id, whatever port each used, unchanged.
 
 Run as ``python -m harness.services.app_relays.whatsapp_relay --listen IP
 [--ports 3478-3497]``; exits 0 on SIGTERM."""
@@ -80,7 +81,7 @@ class RelayPort(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
         assert self.transport is not None
-        if wa.is_media(data):
+        if wa.is_media(data) or wa.is_rtcp(data):
             self.state.relay(data, addr)
             return
         try:
