@@ -3,8 +3,9 @@
 # dockerd and the docker client, debootstrap for the local base image)
 # without starting the system's docker, which would add its bridge and
 # firewall rules to the root namespace: the units are masked for the install
-# under systemd; elsewhere only where policy-rc.d already keeps services from
-# starting. callwall runs its own dockerd (harness/containers/engine.py).
+# under systemd; elsewhere a policy-rc.d that forbids starting services is
+# put in place for the install (or an existing one is relied on). callwall
+# runs its own dockerd (harness/containers/engine.py).
 #
 # usage: docker/install-engine.sh [--optional]   (as root)
 #   --optional: say why and exit 0 when it cannot install (make install)
@@ -31,9 +32,16 @@ units=(docker.service docker.socket containerd.service)
 if [ -d /run/systemd/system ]; then
   systemctl mask --runtime --quiet "${units[@]}"
   trap 'systemctl unmask --runtime --quiet "${units[@]}"' EXIT
+elif [ ! -e /usr/sbin/policy-rc.d ]; then
+  # No systemd (a container, say): Debian's policy layer keeps the packages'
+  # init scripts from starting anything while they install (exit 101:
+  # "action forbidden"); the file is ours only for the install.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 elif [ ! -x /usr/sbin/policy-rc.d ]; then
-  give_up "not installing ${missing[*]}: nothing here keeps its service from starting" \
-          "(install it yourself, with its service disabled)"
+  give_up "not installing ${missing[*]}: /usr/sbin/policy-rc.d exists but is not executable," \
+          "so nothing keeps its service from starting (install it yourself, service disabled)"
 fi
 echo "containers: installing ${missing[*]}"
 if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq \

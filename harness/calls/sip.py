@@ -5,7 +5,8 @@ host), kamailio on the lab's signalling host as their SIP registrar and proxy.
 Per call, in the call directory's ``sip/``: ``proxy/kamailio.cfg``, and for
 each side ``caller/`` and ``callee/`` with baresip's ``config``, ``accounts``
 and ``contacts`` (harness.calls.sip_config says what they hold) and
-``<role>-recordings/`` for its recorder. The proxy starts first (this module
+a short directory under the run's files for its recorder (baresip cuts long
+file names short). The proxy starts first (this module
 waits for its TCP port), then both sides through harness.calls.procs.run_peers,
 and the proxy is stopped when they are done.
 
@@ -20,6 +21,7 @@ tunnel's endpoint).
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import sys
 import wave
@@ -102,7 +104,10 @@ class SipClient:
         endpoints = endpoints or TunnelledEndpoints()
         host = lab.host_with_role(role)
         listen_ip = endpoints.host_ip or str(lab.topology.address_of(host.name))
-        recordings = workdir / f"{role}-recordings"
+        # baresip's recorder builds its file names in a fixed-size buffer: under
+        # a long call directory (a pytest tmp path, say) the names are cut short
+        # and both dumps land in one file. The run's own directory is short.
+        recordings = lab.registry.files / f"sip-{secrets.token_hex(3)}-{role}"
         recordings.mkdir(parents=True, exist_ok=True)
         side = SipSide(role=role, listen_ip=listen_ip,
                        proxy=Endpoint(services.signalling_ip, SIP_PORT), strategy=strategy,

@@ -183,7 +183,7 @@ def test_the_default_demo_shows_each_phase_as_declared(root_snapshot: RootSnapsh
         assert phase["checks"] and all(c["ok"] for c in phase["checks"]), phase["checks"]
         assert phase["change_error"] is None
     assert phases["baseline"]["figures"]["call"]["mos"] >= 4.0
-    assert phases["restriction"]["figures"]["call"]["mos"] < 3.0
+    assert phases["restriction"]["figures"]["attempt"]["mos"] < 3.0
     dpi = phases["dpi-flow-start"]["figures"]
     assert dpi["attempt"]["media"] is False and dpi["call"]["media"] is True
     assert phases["vpn"]["figures"]["attempt"]["mos"] >= 4.0

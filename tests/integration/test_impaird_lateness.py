@@ -45,8 +45,11 @@ def test_each_link_reports_its_emulators_own_lateness(lab: Lab) -> None:
                      if low <= LATE_TOLERANCE_US <= bucket_high_us(low))
     beyond = window.late_beyond(LATE_TOLERANCE_US)
     assert beyond <= window.over_tolerance <= beyond + straddling
-    # Root may use SCHED_FIFO and lock memory; two CPUs give two wakers.
-    assert after.realtime and after.realtime_refused == ""
+    # Root may use SCHED_FIFO, unless its cgroup grants no real-time budget
+    # (a container's, typically): then the daemon says why it runs without.
+    # Either way the record tells how the emulator was scheduled.
+    assert after.realtime != bool(after.realtime_refused), after.realtime_refused
+    # Memory locking is always open to root; two CPUs give two wakers.
     assert after.memory_locked
     assert after.wakers == (2 if len(os.sched_getaffinity(0)) >= 2 else 1)
     assert after.steal_ms is None or after.steal_ms >= 0
