@@ -59,7 +59,11 @@ def test_the_default_script_declares_the_four_phases_of_the_class() -> None:
     script = load_demo(demo_path(DEFAULT_DEMO))
     baseline, restriction, dpi, vpn = script.phases
     assert baseline.expect.call is not None and baseline.expect.call.min_mos == 4.0
-    assert restriction.expect.call is not None and restriction.expect.call.max_mos == 3.0
+    # The restriction degrades flows it classifies at their start: a new call
+    # shows it (MOS < 3), the running call only has to keep its media.
+    assert restriction.attempt is not None and restriction.expect.attempt is not None
+    assert restriction.expect.attempt.max_mos == 3.0
+    assert restriction.expect.call is not None and restriction.expect.call.media is True
     assert dpi.attempt is not None and dpi.expect.attempt is not None
     assert dpi.expect.attempt.media is False
     assert vpn.hang_up and vpn.attempt is not None and vpn.attempt.strategy == "wireguard"
@@ -93,7 +97,7 @@ def test_a_profile_that_cannot_take_the_attempt_strategy(tmp_path: Path) -> None
     ("call: {profile: whatsapp-like, strategy: direct}", "call: {profile: skype}", "call",
      "unknown profile"),
     ("    policy: baseline\n", "", "phases[0]", "first phase must name a policy"),
-    ("    attempt: {strategy: direct, at_s: 1}\n", "", "phases[2].expect.attempt",
+    ("    attempt: {strategy: direct, at_s: 1}\n", "", "phases[1].expect.attempt",
      "places no attempt"),
 ])
 def test_bad_fields_name_file_line_and_field(tmp_path: Path, old: str, new: str, field: str,
