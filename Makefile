@@ -125,8 +125,15 @@ demo: $(BUILT)
 scenarios: $(BUILT)
 	$(SUDO) env CALLWALL_MATRIX=$(MATRIX) CALLWALL_SHARD='$(SHARD)' $(PY) -m pytest scenarios -v -p no:cacheprovider $(SCENARIO_JOBS) $(PYTEST_FLAGS)
 
+# The unit tests (no lab, no timing) on every core; then the root tests one
+# lab at a time, with the slowest listed so that a slow run says where it went.
+# Exit status 5 is pytest's "no test selected" (a PYTEST_FLAGS -k that picks
+# tests of one half only); any other failure stops make.
 test: lint $(IMPAIRD)
-	$(SUDO) $(PY) -m pytest tests -q -rs -p no:cacheprovider $(PYTEST_FLAGS)
+	$(SUDO) $(PY) -m pytest tests/unit -q -rs -p no:cacheprovider -n auto $(PYTEST_FLAGS) \
+	  || [ $$? = 5 ]
+	$(SUDO) $(PY) -m pytest tests --ignore=tests/unit -q -rs -p no:cacheprovider \
+	  --durations=25 $(PYTEST_FLAGS) || [ $$? = 5 ]
 
 unit: $(BUILT)
 	$(PY) -m pytest tests/unit -q -p no:cacheprovider $(PYTEST_FLAGS)

@@ -61,12 +61,17 @@ class CellSummary:
     text_ok: dict[str, int] = field(default_factory=dict)
     # Rule id -> packets it counted, summed over the calls.
     rules: dict[str, int] = field(default_factory=dict)
+    # Calls that passed as the expectation's declared rare outcome, and the
+    # share of calls the policy declares for it (None: it declares none).
+    rare: int = 0
+    rare_declared_pct: float | None = None
 
     def add(self, record: CallRecord) -> None:
         self.calls += 1
         self.set_up += int(record.connected)
         _bump(self.outcomes, record.outcome)
         _bump(self.verdicts, record.verdict)
+        self.rare += int(bool(record.judgement.get("rare")))
         if record.failure_kind:
             _bump(self.failure_kinds, record.failure_kind)
         if record.mos is not None:
@@ -89,13 +94,17 @@ class CellSummary:
                 "outcomes": self.outcomes, "verdicts": self.verdicts,
                 "failure_kinds": self.failure_kinds, "mos": _spread(self.mos),
                 "pesq": _spread(self.pesq), "setup_s": _spread(self.setup_s),
-                "text_ok": self.text_ok, "rules": self.rules}
+                "text_ok": self.text_ok, "rules": self.rules, "rare": self.rare,
+                "rare_declared_pct": self.rare_declared_pct}
 
     def markdown(self) -> str:
         mos, pesq = _spread(self.mos), _spread(self.pesq)
         rules = ", ".join(f"`{r}` {n}" for r, n in sorted(self.rules.items())) or "none"
         text = ", ".join(f"{k} {v}" for k, v in sorted(self.text_ok.items()))
         outcomes = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()))
+        if self.rare_declared_pct is not None:
+            outcomes += (f"; rare outcome {self.rare} of {self.calls}, declared about "
+                         f"{self.rare_declared_pct:g} %")
         return (f"{self.cell} | {self.set_up}/{self.calls} set up ({outcomes}) | "
                 f"{_fmt(mos)} | {_fmt(pesq)} | {text} | {rules}")
 
@@ -126,7 +135,9 @@ def reproduce(lab: Lab, policy: Policy, cells: Sequence[Cell], calls: int, out_d
     settings = CallSettings(media_s=media_s, capture_pcap=False)
     summaries = []
     for cell in cells:
-        summary = CellSummary(cell)
+        expected = policy.expectation(cell.profile, cell.strategy)
+        summary = CellSummary(cell, rare_declared_pct=(
+            expected.rarely.share_pct if expected and expected.rarely else None))
         for index in range(calls):
             call_dir = out_dir / "calls" / f"{cell.profile}--{cell.strategy}--{index + 1:02d}"
             record = judged_call(lab, policy, cell.strategy, call_dir, settings,

@@ -3,8 +3,10 @@
 
 The order: the policy is loaded anew (so every call starts from a fresh
 censor), the lab's services are checked and restarted if one died, the
-censor's counters are read, the call is placed (harness.calls.place_call),
-the counters are read again, PESQ is scored, and the record is built once
+cell's link profile goes on the access link (harness.link.profile; nothing
+for `ideal`), the censor's counters are read, the call is placed
+(harness.calls.place_call), the counters are read again, the link profile
+comes off, PESQ is scored, and the record is built once
 (harness.measure.record.build_record) and written next to the call's files."""
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from harness.censor.counters import RuleCounter, counters_since, read_counters
 from harness.faults import Fault
 from harness.link.apply import lateness_snapshot
 from harness.link.backend import LinkBackendError, LinkLateness
+from harness.link.profile import AppliedLinkProfile, link_profile_applied
 from harness.measure.capture import censor_capture
 from harness.measure.pesq_score import pesq_wb
 from harness.measure.record import CallIdentity, CallRecord, build_record
@@ -29,6 +32,7 @@ from harness.measure.verdict import CallEvidence, LinkFidelity, RuleCount
 from harness.services.lab_services import ServiceStartError, restore_services
 from harness.spec.names import Profile
 from harness.spec.policy import Policy
+from harness.spec.presets import IDEAL_LINK
 from harness.testbed import Lab
 
 PCAP_NAME = "censor.pcap"
@@ -36,10 +40,11 @@ PCAP_NAME = "censor.pcap"
 
 def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
                 settings: CallSettings | None = None, fault: Fault | None = None,
-                profile: str = Profile.WEBRTC) -> CallRecord:
+                profile: str = Profile.WEBRTC, link_profile: str = IDEAL_LINK) -> CallRecord:
     """Place a call with `profile` and `strategy` on `lab`, whose censor runs
     `policy` (at least when the call starts: a swap-policy `fault` changes it
-    mid-call), and judge it against the policy's expectation for that cell."""
+    mid-call), with `link_profile` on the access link for the call, and judge
+    it against the policy's expectation for that cell."""
     settings = settings or CallSettings()
     clock = _Stopwatch()
     lab.apply_policy(policy)
@@ -48,34 +53,40 @@ def judged_call(lab: Lab, policy: Policy, strategy: str, call_dir: Path,
     broken = check_services(lab)
     clock.lap("health_check")
     censor = lab.host_with_role("censor")
-    before = read_counters(censor)
-    late_before = _lateness(lab)
-    clock.lap("counters")
-    with _capture(lab, call_dir, settings) as pcap:
+    with link_profile_applied(lab.network, link_profile, call_dir.name) as link:
+        clock.lap("link_profile")
+        before = read_counters(censor)
+        late_before = _lateness(lab, link)
+        clock.lap("counters")
+        with _capture(lab, call_dir, settings) as pcap:
+            clock.lap("capture")
+            output = place_call(lab, profile, strategy, settings, call_dir, fault)
+            clock.lap("call")
         clock.lap("capture")
-        output = place_call(lab, profile, strategy, settings, call_dir, fault)
-        clock.lap("call")
-    clock.lap("capture")
-    counters = counters_since(before, read_counters(censor))
-    fidelity = _fidelity(late_before, _lateness(lab))
-    clock.lap("counters")
+        counters = counters_since(before, read_counters(censor))
+        fidelity = _fidelity(late_before, _lateness(lab, link))
+        clock.lap("counters")
+    clock.lap("link_profile")
     pesq = _pesq(lab, output, settings)
     clock.lap("scoring")
     evidence = CallEvidence(
         caller=output.caller, callee=output.callee, window_s=settings.media_s,
         timelines=list(output.timelines.values()), counters=[_count(c) for c in counters],
         pesq_mos=pesq["mos_lqo"] if pesq else None, killed_by_fault=output.killed_by_fault,
-        harness_error=broken, link_impaired=lab.topology.impairs_links(),
-        link_fidelity=fidelity)
+        harness_error=broken,
+        link_impaired=lab.topology.impairs_links() or not link.is_ideal,
+        link_fidelity=fidelity, link_profile=link.name,
+        link_profile_impairment=link.impairment)
     identity = CallIdentity(topology=lab.topology.name, policy=policy.name, profile=profile,
-                            strategy=strategy, run_id=lab.run_id, call_id=call_dir.name)
+                            strategy=strategy, run_id=lab.run_id, call_id=call_dir.name,
+                            link_profile=link.name)
     record = build_record(
         identity, evidence, policy.expectation(profile, strategy),
         faults=[event.to_dict() for event in output.faults],
         started_monotonic=output.started_monotonic, path=output.path,
         path_changes=[c.to_dict() for c in output.path_changes], pesq=pesq,
         files=_files(output, pcap), tunnel_up_s=output.tunnel_up_s,
-        setup_offset_s=output.setup_offset_s)
+        setup_offset_s=output.setup_offset_s, link_profile_applied=link.to_dict())
     record.timing_s = call_timing(clock.laps, record, settings.media_s, output.tunnel_up_s)
     (call_dir / "record.json").write_text(json.dumps(record.to_dict(), indent=2) + "\n")
     return record
@@ -113,7 +124,8 @@ class _Stopwatch:
 def call_timing(laps: dict[str, float], record: CallRecord, media_s: float,
                 tunnel_up_s: float | None) -> dict[str, float | None]:
     """Where one judged call's wall time went, in seconds: the harness's steps
-    (policy load, service health check, counter reads, capture start and stop,
+    (policy load, service health check, putting on and taking off the link
+    profile, counter reads, capture start and stop,
     PESQ scoring) and the call itself, split into tunnel bring-up, setup (ICE
     or the app's own), the media window, the wait for a failure verdict (a
     call that never connected: from its start to its first failure) and
@@ -130,18 +142,20 @@ def call_timing(laps: dict[str, float], record: CallRecord, media_s: float,
     rows: dict[str, float | None] = {
         "policy_load": laps.get("policy_load"), "health_check": laps.get("health_check"),
         "counters": laps.get("counters"), "capture": laps.get("capture"),
-        "tunnel_up": tunnel_up_s, "setup": setup, "failure_wait": failure_wait,
+        "link_profile": laps.get("link_profile"), "tunnel_up": tunnel_up_s, "setup": setup,
+        "failure_wait": failure_wait,
         "media": media, "teardown": max(0.0, call_s - used), "call": call_s,
         "scoring": laps.get("scoring"), "total": sum(laps.values())}
     return {k: None if v is None else round(v, 3) for k, v in rows.items()}
 
 
-def _lateness(lab: Lab) -> dict[str, LinkLateness]:
-    """The link emulator's own lateness so far; a daemon that cannot say
-    (it died with the lab's links) gives nothing, and the call's record then
-    carries no fidelity figures for it."""
+def _lateness(lab: Lab, link: AppliedLinkProfile) -> dict[str, LinkLateness]:
+    """The link emulator's own lateness so far (the topology's impaired links
+    and the link profile's); a daemon that cannot say (it died with the lab's
+    links) gives nothing, and the call's record then carries no fidelity
+    figures for it."""
     try:
-        return lateness_snapshot(lab.network)
+        return lateness_snapshot(lab.network, link.directions)
     except LinkBackendError as exc:
         print(f"[{lab.run_id}] no link lateness figures: {exc}", file=sys.stderr, flush=True)
         return {}

@@ -127,7 +127,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         partial.write_text(json.dumps([r.to_dict() for r in RECORDS]))
         return
     RECORDS.extend(_merge_worker_records(results))
-    RECORDS.sort(key=lambda r: (r.policy, r.profile, r.strategy))
+    RECORDS.sort(key=lambda r: (r.policy, r.profile, r.strategy, r.link_profile))
     meta = {"run_id": RUN["run_id"], "kind": "scenarios", "topology": TOPOLOGY,
             "matrix": MATRIX.name, "matrix_file": str(MATRIX_PATH),
             "started": RUN["started"], "finished": time.time(),

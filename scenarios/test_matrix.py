@@ -1,5 +1,5 @@
 """The scenario matrix (scenarios/matrix.yaml, or the file CALLWALL_MATRIX
-names): policy × profile × strategy on the matrix's topology.
+names): policy × profile × strategy × link profile on the matrix's topology.
 
 Each policy declares in its `expect:` block what every profile and strategy
 should see under it; each case places one real call through the censor and
@@ -14,6 +14,7 @@ import pytest
 
 from harness import paths
 from harness.calls import CallSettings, missing_profile_tools
+from harness.calls.descriptor import prepare_descriptor
 from harness.measure.record import CallIdentity, CallRecord, skipped_record
 from harness.session import judged_call
 from harness.spec.matrix import Cell
@@ -39,21 +40,28 @@ def test_call(lab: Lab, results_dir: Path, keep_record: list[CallRecord],
               record_property: object, cell: Cell) -> None:
     policy = load_policy(paths.policy_path(cell.policy), lab.topology.sets.keys())
     missing = missing_tools(cell.strategy) + missing_profile_tools(cell.profile)
-    if missing:
-        reason = f"missing {', '.join(missing)}"
+    # A descriptor's image, built before the call (not inside its timing);
+    # dockerd that will not start is a missing engine, a skip like a tool.
+    unusable = None if missing else prepare_descriptor(cell.profile)
+    if missing or unusable:
+        reason = f"missing {', '.join(missing)}" if missing else str(unusable)
         keep_record.append(skipped_record(
             CallIdentity(lab.topology.name, cell.policy, cell.profile, cell.strategy,
-                         lab.run_id, cell.slug),
+                         lab.run_id, cell.slug, cell.link_profile),
             policy.expectation(cell.profile, cell.strategy), reason))
         pytest.skip(f"skipped ({reason})")
     call_dir = results_dir / "calls" / cell.slug
-    record = judged_call(lab, policy, cell.strategy, call_dir, SETTINGS, profile=cell.profile)
+    record = judged_call(lab, policy, cell.strategy, call_dir, SETTINGS, profile=cell.profile,
+                         link_profile=cell.link_profile)
     keep_record.append(record)
-    for key in ("profile", "connected", "path", "setup_s", "loss_pct", "jitter_ms", "rtt_ms",
-                "mos", "outcome", "failure_kind", "tunnel_up_s"):
+    for key in ("profile", "link_profile", "connected", "path", "setup_s", "loss_pct",
+                "jitter_ms", "rtt_ms", "mos", "outcome", "failure_kind", "tunnel_up_s"):
         record_property(key, getattr(record, key))  # type: ignore[operator]
     record_property("pesq", (record.pesq or {}).get("mos_lqo"))  # type: ignore[operator]
     record_property("basis", (record.expected or {}).get("basis"))  # type: ignore[operator]
+    bound = record.judgement.get("mos_bound") or {}
+    record_property("min_mos_applied", bound.get("min_mos"))  # type: ignore[operator]
+    record_property("min_mos_from", bound.get("source"))  # type: ignore[operator]
     record_property("deciding_rules", ", ".join(  # type: ignore[operator]
         f"{c['rule']}={c['packets']}" for c in record.judgement.get("deciding_rules", [])))
     why = "; ".join(record.judgement.get("reasons", []))

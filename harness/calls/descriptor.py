@@ -15,6 +15,7 @@ happened (the registry removes them too, should this process die).
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import sys
@@ -24,8 +25,9 @@ from pathlib import Path
 from harness.calls.base import CallError, CallOutput, CallSettings
 from harness.calls.descriptor_peer import program_what
 from harness.calls.procs import process_name, reference_audio, run_peers
-from harness.containers.images import ensure_image
-from harness.containers.runtime import ContainerError, engine_reachable
+from harness.containers.engine import EngineError
+from harness.containers.images import ensure_image, missing_for_image
+from harness.containers.runtime import ContainerError, Docker
 from harness.faults import Fault
 from harness.netns.container_hosts import (
     ContainerHostError,
@@ -62,15 +64,41 @@ def descriptor_client(profile: str) -> DescriptorClient:
 def missing_descriptor_tools(profile: str) -> list[str]:
     """What a descriptor profile needs that this machine lacks: its tools, and
     for an image, a Docker engine (one at $DOCKER_HOST, or dockerd to start
-    callwall's own); empty for a profile that is no descriptor."""
+    callwall's own) and what building the image needs where the engine lacks
+    it (harness.containers.images.missing_for_image); empty for a profile
+    that is no descriptor."""
     found = descriptors().clients.get(profile)
     if found is None or found.client is None:
         return []
     missing = [f"{tool.program} (Debian package {tool.package})" for tool in found.tools
                if shutil.which(tool.program) is None]
-    if found.client.image is not None and not engine_reachable():
-        missing.append("a Docker engine (Debian package docker.io)")
-    return missing
+    return missing + missing_for_image(found)
+
+
+@functools.cache
+def prepare_descriptor(profile: str) -> str | None:
+    """Make a descriptor profile's image ready before its calls (built here
+    once, then cached), so that no call's wall time holds a build. None when
+    it is ready (or the profile runs no image); else why this machine has no
+    usable Docker engine (dockerd is there but does not start): a reason to
+    skip, like a missing tool. An image that could be built and fails to is
+    a CallError: a broken descriptor is an error, never a skip."""
+    found = descriptors().clients.get(profile)
+    if found is None or found.client is None or found.client.image is None:
+        return None
+    try:
+        docker = Docker.open()
+    except (EngineError, ContainerError) as exc:
+        return f"no usable Docker engine ({exc})"
+    try:
+        build = ensure_image(docker, found)
+    except ContainerError as exc:
+        raise CallError(f"descriptor {profile}: {exc}") from exc
+    finally:
+        docker.close()
+    if build.built:
+        print(f"built image {build.image} in {build.seconds} s", file=sys.stderr, flush=True)
+    return None
 
 
 def out_dir(call_dir: Path, role: str) -> Path:

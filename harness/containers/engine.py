@@ -119,6 +119,30 @@ def ping(host: str, timeout: float = 3.0) -> bool:
     return _ping_cli(host, timeout)
 
 
+def api_status(host: str, path: str, timeout: float = 3.0) -> int | None:
+    """The HTTP status the engine at `host` (unix:// or plain tcp://) answers
+    `GET path` with, e.g. 200 or 404 for `/images/NAME/json`; None where it
+    does not answer or the host is of another kind (ssh://, TLS)."""
+    if os.environ.get("DOCKER_TLS_VERIFY") and host.startswith("tcp://"):
+        return None
+    conn: http.client.HTTPConnection
+    if host.startswith("unix://"):
+        conn = _UnixHTTPConnection(host[len("unix://"):], timeout)
+    elif host.startswith("tcp://"):
+        conn = http.client.HTTPConnection(host[len("tcp://"):], timeout=timeout)
+    else:
+        return None
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+
+
 def _ping_cli(host: str, timeout: float) -> bool:
     cli = shutil.which("docker")
     if cli is None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -27,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import paths
-from harness.containers.engine import EngineError, default_state_dir
+from harness.containers.engine import (
+    DEFAULT_HOST,
+    EngineError,
+    api_status,
+    default_state_dir,
+    ping,
+)
 from harness.containers.runtime import ContainerError, Docker, build_lock
 from harness.spec.descriptor import Descriptor, descriptor, descriptors
 
@@ -65,14 +73,80 @@ def context_digest(folder: Path) -> str:
     return digest.hexdigest()[:32]
 
 
+def base_builder() -> Path:
+    """docker/build-base.sh: the checkout's, or the copy an installed wheel
+    carries (harness.paths.HOME)."""
+    return (paths.checkout_root() or paths.HOME) / "docker" / "build-base.sh"
+
+
+def base_tarball() -> Path:
+    """Where docker/build-base.sh caches its debootstrap tarball
+    (CALLWALL_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/callwall)."""
+    cache = os.environ.get("CALLWALL_CACHE") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "callwall")
+    return Path(cache) / "base" / "debian-bookworm-minbase.tar"
+
+
+def _present(host: str | None, image: str) -> bool | None:
+    """Whether the answering engine at `host` has `image`; None when unknown."""
+    if host is None:
+        return None
+    status = api_status(host, f"/images/{image}/json", timeout=2.0)
+    return {200: True, 404: False}.get(status) if status is not None else None
+
+
+def missing_base(host: str | None) -> list[str]:
+    """What this machine lacks to make the base image callwall-base:bookworm
+    (empty when it can): it is on the answering engine at `host` (None: no
+    engine to ask yet), or docker/build-base.sh imports it from the cached
+    tarball, or makes that tarball with debootstrap."""
+    if _present(host, BASE_IMAGE):
+        return []
+    if not base_builder().is_file():
+        return [f"docker/build-base.sh to make the base image {BASE_IMAGE} "
+                "(run from a checkout of callwall)"]
+    tarball = base_tarball()
+    if (tarball.is_file() and tarball.stat().st_size > 0) or shutil.which("debootstrap"):
+        return []
+    return [f"debootstrap (Debian package debootstrap) to make the base image {BASE_IMAGE}"]
+
+
+def missing_for_image(found: Descriptor) -> list[str]:
+    """What this machine lacks to run a client descriptor's image, each as
+    'what (Debian package P)' like the other missing-tool checks: the Docker
+    SDK, an engine (one answering at $DOCKER_HOST, or dockerd for callwall to
+    start its own as root), and for an image not on the engine, what building
+    it needs (its build:, the base image or what makes it). Empty for a
+    descriptor without image, and when everything is there. Cheap: it asks an
+    answering engine, but never starts one."""
+    client = found.client
+    if client is None or client.image is None:
+        return []
+    missing = []
+    if importlib.util.find_spec("docker") is None:
+        missing.append("the Docker SDK for Python (PyPI package docker)")
+    host = os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    answers = ping(host, timeout=1.0)
+    if not answers and not (os.geteuid() == 0 and shutil.which("dockerd")):
+        return [*missing, "a Docker engine (Debian package docker.io)"]
+    engine_host = host if answers else None
+    if _present(engine_host, client.image):
+        return missing
+    if client.build is None:
+        if answers:
+            missing.append(f"the image {client.image} (the descriptor has no build: to make "
+                           "it; load it into the engine)")
+        return missing
+    return missing + missing_base(engine_host)
+
+
 def ensure_base(docker: Docker) -> None:
     """callwall-base:bookworm on the engine, imported by docker/build-base.sh
     from its cached debootstrap tarball (made first if needed; root only)."""
     if _image_labels(docker, BASE_IMAGE) is not None:
         return
-    root = paths.checkout_root()
-    script = root / "docker" / "build-base.sh" if root is not None else None
-    if script is None or not script.is_file():
+    script = base_builder()
+    if not script.is_file():
         raise ContainerError(f"no image {BASE_IMAGE}, and no docker/build-base.sh to make it "
                              "(run from a checkout of callwall)")
     env = dict(os.environ, DOCKER_HOST=docker.engine.host)

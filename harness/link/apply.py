@@ -8,6 +8,8 @@ in the run's state, so a process attaching later uses the same one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from harness.link.backend import BackendName, LinkBackend, LinkLateness, LinkTarget
 from harness.link.netem import NetemBackend
 from harness.link.selection import choose_backend, remember
@@ -70,7 +72,10 @@ def backend_for(lab: LabNetwork, probe_host: LabHost | None = None) -> LinkBacke
 
 
 def topology_impairments(topology: Topology) -> list[tuple[int, int, Impairment]]:
-    """(link index, direction, impairment) for every impaired direction."""
+    """(link index, direction, impairment) for every impaired direction.
+    A direction whose spec sets no seed gets its own (topology_seed): with
+    one seed everywhere, both directions of a link, and every link, would
+    draw the same random sequence and lose the same packet indexes."""
     presets = preset_impairments()
     result = []
     for index, link in enumerate(topology.links):
@@ -79,8 +84,16 @@ def topology_impairments(topology: Topology) -> list[tuple[int, int, Impairment]
         for direction in (0, 1):
             spec = link.impair.direction(direction)
             if spec is not None:
-                result.append((index, direction, spec.resolve(presets)))
+                impairment = spec.resolve(presets)
+                if spec.seed is None:
+                    impairment = impairment.with_overrides(seed=topology_seed(index, direction))
+                result.append((index, direction, impairment))
     return result
+
+
+def topology_seed(link_index: int, direction: int) -> int:
+    """A reproducible seed of its own for each direction of each link."""
+    return 1 + 2 * link_index + direction
 
 
 def apply_topology_impairments(lab: LabNetwork) -> dict[str, str]:
@@ -116,17 +129,20 @@ def set_impairment(lab: LabNetwork, sender: str, receiver: str,
     return target.label, description
 
 
-def lateness_snapshot(lab: LabNetwork) -> dict[str, LinkLateness]:
+def lateness_snapshot(lab: LabNetwork, also: Sequence[tuple[int, int]] = ()
+                      ) -> dict[str, LinkLateness]:
     """The emulator's own lateness so far on every direction the topology
-    impairs, by link label (take one before and one after a call and use
+    impairs, and on the (link index, direction) pairs `also` names (a link
+    profile's), by link label (take one before and one after a call and use
     `LinkLateness.since`); empty when no link is impaired or the backend has
     no such figure (netem)."""
-    wanted = topology_impairments(lab.topology)
+    wanted = [(index, direction) for index, direction, _ in topology_impairments(lab.topology)]
+    wanted += [pair for pair in also if pair not in wanted]
     if not wanted:
         return {}
     backend = backend_for(lab)
     snapshot = {}
-    for index, direction, _ in wanted:
+    for index, direction in wanted:
         target = target_for(lab, index, direction)
         lateness = backend.lateness(target)
         if lateness is not None:

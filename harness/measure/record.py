@@ -21,6 +21,7 @@ from harness.measure.verdict import (
     judge,
 )
 from harness.spec.policy import Expectation
+from harness.spec.presets import IDEAL_LINK
 
 # aiortc decodes 20 ms frames; a client that does not say otherwise is scored so.
 DEFAULT_FRAME_MS = 20.0
@@ -56,6 +57,7 @@ class CallIdentity:
     strategy: str
     run_id: str = ""
     call_id: str = ""
+    link_profile: str = IDEAL_LINK  # the preset on the access link, or ideal
 
 
 @dataclass
@@ -127,6 +129,12 @@ class CallRecord:
     # policy_load, health_check, counters, capture, tunnel_up, setup,
     # failure_wait, media, teardown, call, scoring, total.
     timing_s: dict[str, float | None] = field(default_factory=dict)
+    # The link profile of the call's cell (harness.link.profile): `ideal`, or
+    # the preset put on both directions of the access link, and what was put
+    # there ({"preset", "impairment", "directions": {label: seed}}; {} for ideal).
+    # The MOS bound that applied is the judgement's `mos_bound`.
+    link_profile: str = IDEAL_LINK
+    link_profile_applied: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +168,8 @@ def build_record(identity: CallIdentity, evidence: CallEvidence,
                  pesq: Mapping[str, Any] | None = None,
                  files: Mapping[str, str | None] | None = None,
                  tunnel_up_s: float | None = None,
-                 setup_offset_s: float = 0.0) -> CallRecord:
+                 setup_offset_s: float = 0.0,
+                 link_profile_applied: Mapping[str, Any] | None = None) -> CallRecord:
     """The call's one record. A call is as good as its worse direction: the
     top-level loss, jitter and MOS are those of the worse of the two.
     ``setup_offset_s`` is what the call spent before its final attempt
@@ -204,6 +213,8 @@ def build_record(identity: CallIdentity, evidence: CallEvidence,
         judgement=judgement.to_dict(), tunnel_up_s=tunnel_up_s,
         text_ok=text_outcome(caller, callee), text_counts=text_counts(caller, callee),
         link_fidelity=[asdict(f) for f in evidence.link_fidelity],
+        link_profile=identity.link_profile,
+        link_profile_applied=dict(link_profile_applied or {}),
     )
 
 
@@ -231,7 +242,8 @@ def skipped_record(identity: CallIdentity, expectation: Expectation | None,
     return CallRecord(
         topology=identity.topology, policy=identity.policy, strategy=identity.strategy,
         profile=identity.profile, run_id=identity.run_id, call_id=identity.call_id,
-        connected=False, setup_s=None, loss_pct=None, jitter_ms=None, rtt_ms=None, mos=None,
+        link_profile=identity.link_profile, connected=False, setup_s=None, loss_pct=None,
+        jitter_ms=None, rtt_ms=None, mos=None,
         expected=expectation_dict(expectation), verdict="skipped", outcome="skipped",
         judgement={"outcome": "skipped", "verdict": "skipped", "reasons": [reason],
                    "failures": [], "deciding_rules": []})

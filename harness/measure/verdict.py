@@ -23,6 +23,18 @@ Verdicts: ``pass``, ``fail``, ``error``, ``no-expectation``. A ``fails`` or
 least one of its ``decided_by`` rules counted packets during the call (or,
 for ``link``, the topology impairs a link): a failure nobody on the censor
 caused is an ``error``, not a pass.
+
+An expectation may declare a rare outcome (``rarely``): one the policy's own
+rules give a stated small share of calls, e.g. a probabilistic drop that
+leaves a client no port at all. A call showing it passes only as that
+outcome's own expectation would (deciding rule counted, failure kind
+accepted), and its judgement is marked ``rare``.
+
+A ``connects`` expectation's ``min_mos`` is written for ideal links; on a
+link profile (a preset on the access link) the bound is resolved once, here
+(:func:`resolve_mos_bound`, from harness.measure.link_bound): the lower of
+the declared bound and what the E-model allows on that link, and the
+judgement says which applied and why (``mos_bound``).
 """
 
 from __future__ import annotations
@@ -31,8 +43,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from harness.measure.link_bound import MosBound, mos_bound
 from harness.measure.peer import PeerReport, PeerTimeline
+from harness.spec.impairment import Impairment
 from harness.spec.policy import LINK_CAUSE, Expectation
+from harness.spec.presets import IDEAL_LINK
 
 # One bound for every degraded cell: MOS 3.0 is R ≈ 58, inside ITU-T G.107
 # Annex B's "nearly all users dissatisfied" band (R 50-60).
@@ -122,6 +137,10 @@ class CallEvidence:
     # The userspace link emulator's own lateness on each impaired link
     # direction during the call (empty: no link impaired, or netem).
     link_fidelity: Sequence[LinkFidelity] = ()
+    # The link profile the call ran on (harness.link.profile) and the one-way
+    # impairment it put on each direction of the access link (None: ideal).
+    link_profile: str = IDEAL_LINK
+    link_profile_impairment: Impairment | None = None
 
     def peers(self) -> tuple[PeerReport, PeerReport]:
         return self.caller, self.callee
@@ -149,12 +168,18 @@ class Judgement:
     failures: tuple[PeerFailure, ...]
     # The expectation's decided_by rules and what each counted during the call.
     deciding_rules: tuple[RuleCount, ...] = ()
+    # The call passed as the rare outcome its expectation declares.
+    rare: bool = False
+    # The MOS bound a connects expectation was held to, and why (None otherwise).
+    mos_bound: MosBound | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"outcome": self.outcome, "verdict": self.verdict,
                 "reasons": list(self.reasons),
                 "failures": [asdict(f) for f in self.failures],
-                "deciding_rules": [asdict(c) for c in self.deciding_rules]}
+                "deciding_rules": [asdict(c) for c in self.deciding_rules],
+                "rare": self.rare,
+                **({"mos_bound": self.mos_bound.to_dict()} if self.mos_bound else {})}
 
 
 def failure_kind(peer: PeerReport, timeline: PeerTimeline | None = None) -> str | None:
@@ -191,9 +216,38 @@ def judge(evidence: CallEvidence, quality: Quality,
     failures = peer_failures(evidence)
     outcome, reasons = observe(evidence, quality, failures)
     deciding = _deciding_rules(evidence, expectation)
-    verdict, why = _verdict(outcome, quality, expectation, deciding, evidence, failures)
+    bound = resolve_mos_bound(expectation, evidence)
+    verdict, why = _verdict(outcome, quality, expectation, deciding, evidence, failures, bound)
+    rare = expectation.rare_expectation() if expectation is not None else None
+    is_rare = False
+    if verdict == "fail" and rare is not None and outcome == rare.outcome:
+        # The policy's own mechanism gives this outcome to a stated share of
+        # calls: judged by the rare expectation, its cause shown like any other.
+        assert expectation is not None and expectation.rarely is not None
+        rare_deciding = _deciding_rules(evidence, rare)
+        rare_verdict, rare_why = _verdict(outcome, quality, rare, rare_deciding, evidence,
+                                          failures)
+        if rare_verdict != "fail":
+            is_rare = rare_verdict == "pass"
+            said = (f"the rare outcome the policy declares (about "
+                    f"{expectation.rarely.share_pct:g} % of calls): {outcome}")
+            verdict, why, deciding = rare_verdict, [said, *rare_why, *why], rare_deciding
     verdict, why = _emulator_check(verdict, why, evidence)
-    return Judgement(outcome, verdict, tuple(why + reasons), failures, deciding)
+    return Judgement(outcome, verdict, tuple(why + reasons), failures, deciding, rare=is_rare,
+                     mos_bound=bound)
+
+
+def resolve_mos_bound(expectation: Expectation | None,
+                      evidence: CallEvidence) -> MosBound | None:
+    """The MOS bound of a connects expectation on the call's link profile:
+    the declared min_mos on ideal links, else the lower of it and what the
+    E-model allows on the link for each direction's sender frame and the
+    call's window (harness.measure.link_bound). None for other expectations."""
+    if expectation is None or expectation.outcome != "connects":
+        return None
+    frames = [evidence.caller.frame_ms, evidence.callee.frame_ms]
+    return mos_bound(expectation.min_mos, evidence.link_profile,
+                     evidence.link_profile_impairment, frames, evidence.window_s)
 
 
 def _emulator_check(verdict: str, why: list[str], evidence: CallEvidence
@@ -278,17 +332,28 @@ def _harness_broke(evidence: CallEvidence,
 
 def _verdict(outcome: str, quality: Quality, expectation: Expectation | None,
              deciding: Sequence[RuleCount], evidence: CallEvidence,
-             failures: Sequence[PeerFailure]) -> tuple[str, list[str]]:
+             failures: Sequence[PeerFailure],
+             bound: MosBound | None = None) -> tuple[str, list[str]]:
     if outcome == "error":
         return "error", ["could not be judged"]
     if expectation is None:
         return "no-expectation", []
     if expectation.outcome == "connects":
+        on_link = [] if bound is None or bound.source == "declared" else [bound.why]
+        if (outcome == "degraded" and on_link and bound is not None
+                and bound.min_mos is not None and quality.mos is not None
+                and quality.mos >= bound.min_mos):
+            # The link's own loss sample explains the degraded sound: the
+            # E-model at its tail loss allows this MOS, so nothing points at
+            # the censor (whose rules this cell says do not act).
+            return "pass", [f"degraded by the link alone: MOS {quality.mos} is within the "
+                            f"link's bound {bound.min_mos}", *on_link]
         if outcome != "connects":
-            return "fail", [f"expected connects, observed {outcome}"]
-        if expectation.min_mos is not None and (quality.mos or 0.0) < expectation.min_mos:
-            return "fail", [f"MOS {quality.mos} < min_mos {expectation.min_mos}"]
-        return "pass", []
+            return "fail", [f"expected connects, observed {outcome}", *on_link]
+        min_mos = expectation.min_mos if bound is None else bound.min_mos
+        if min_mos is not None and (quality.mos or 0.0) < min_mos:
+            return "fail", [f"MOS {quality.mos} < min_mos {min_mos}", *on_link]
+        return "pass", []  # the bound and why it applied: Judgement.mos_bound
     if outcome != expectation.outcome:
         return "fail", [f"expected {expectation.outcome}, observed {outcome}"]
     if expectation.accepts:

@@ -1,7 +1,8 @@
 """`callwall report --compare OLD NEW`: what changed between two runs.
 
-Calls are matched by (policy, strategy) (a repeated pair is matched by its
-order of appearance). For each pair present in both runs: an outcome flip, a
+Calls are matched by (policy, strategy, link profile) (a repeated one is
+matched by its order of appearance), so a call on a link profile is never
+compared with the same call on another. For each pair present in both runs: an outcome flip, a
 verdict flip, a MOS that moved by more than the threshold. A regression is an
 outcome that got worse (connects → degraded or fails, degraded → fails), a
 verdict that went pass → fail, or a MOS that dropped by more than the
@@ -23,8 +24,11 @@ from pathlib import Path
 
 from harness.report.html import Call, Run, esc, load_run, page, strategy_order, verdict_class
 from harness.report.results import headline_reason
+from harness.spec.presets import IDEAL_LINK
 
 DEFAULT_MOS_THRESHOLD = 0.5
+# The call profile of records that name none (older runs: all were aiortc's).
+DEFAULT_PROFILE = "webrtc"
 # Higher is better; an outcome not listed here is compared with nothing.
 OUTCOME_RANK = {"fails": 0, "degraded": 1, "connects": 2}
 # Floats from JSON: a drop of exactly the threshold is not "more than" it.
@@ -38,10 +42,16 @@ class CallKey:
     policy: str
     strategy: str
     repeat: int = 0  # 0 for the first call of this pair in its run, 1 for the second...
+    link_profile: str = IDEAL_LINK  # the cell's link profile (harness.link.profile)
+    profile: str = DEFAULT_PROFILE  # the call profile (webrtc, whatsapp-like, ...)
 
     @property
     def label(self) -> str:
-        text = f"{self.policy} × {self.strategy}"
+        shown = self.strategy if self.profile == DEFAULT_PROFILE else \
+            f"{self.profile} / {self.strategy}"
+        text = f"{self.policy} × {shown}"
+        if self.link_profile != IDEAL_LINK:
+            text += f" on link {self.link_profile}"
         return text if self.repeat == 0 else f"{text} (#{self.repeat + 1})"
 
 
@@ -294,16 +304,21 @@ def write_comparison_html(comparison: Comparison, path: Path) -> Path:
 
 def _keyed(calls: Sequence[Call]) -> dict[CallKey, Call]:
     keyed: dict[CallKey, Call] = {}
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, str, str, str], int] = {}
     for call in calls:
-        repeat = seen.get((call.policy, call.strategy), 0)
-        seen[(call.policy, call.strategy)] = repeat + 1
-        keyed[CallKey(call.policy, call.strategy, repeat)] = call
+        profile = call.record.profile or DEFAULT_PROFILE
+        cell = (call.policy, profile, call.strategy, call.record.link_profile)
+        repeat = seen.get(cell, 0)
+        seen[cell] = repeat + 1
+        keyed[CallKey(call.policy, call.strategy, repeat, call.record.link_profile,
+                      profile)] = call
     return keyed
 
 
-def _order(key: CallKey) -> tuple[str, tuple[int, str], int]:
-    return key.policy, strategy_order(key.strategy), key.repeat
+def _order(key: CallKey) -> tuple[str, bool, str, tuple[int, str], bool, str, int]:
+    return (key.policy, key.profile != DEFAULT_PROFILE, key.profile,
+            strategy_order(key.strategy), key.link_profile != IDEAL_LINK, key.link_profile,
+            key.repeat)
 
 
 def _summary(call: Call) -> CallSummary:

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote
 
 from harness.measure.record import CallRecord, Direction
+from harness.report.endpoints import endpoint_differences
 from harness.report.plots import number, timeline_png
 from harness.report.results import (
     Tally,
@@ -46,6 +47,7 @@ from harness.report.results import (
 from harness.spec.names import ALL_STRATEGIES as STRATEGIES
 from harness.spec.names import PROFILES
 from harness.spec.policy import LINK_CAUSE
+from harness.spec.presets import IDEAL_LINK
 
 REPORT_NAME = "report.html"
 DASH = "—"
@@ -84,7 +86,14 @@ class Call:
 
     @property
     def title(self) -> str:
-        return f"{self.policy} × {self.record.profile} / {self.strategy}"
+        link = self.record.link_profile
+        text = f"{self.policy} × {self.record.profile} / {self.strategy}"
+        return text if link == IDEAL_LINK else f"{text} on link {link}"
+
+    @property
+    def row(self) -> tuple[str, str]:
+        """The report matrix's row: the policy, and the link profile."""
+        return (self.record.policy, self.record.link_profile)
 
 
 @dataclass(frozen=True)
@@ -133,7 +142,8 @@ def load_run(path: Path) -> Run:
         anchor = _unique(f"call-{_slug(record.call_id or f'{record.policy}--{record.strategy}')}",
                          anchors)
         calls.append(Call(record, raw, anchor, _call_dir(run_dir, record)))
-    calls.sort(key=lambda c: (c.policy, c.record.profile, strategy_order(c.strategy)))
+    calls.sort(key=lambda c: (c.policy, c.record.profile, strategy_order(c.strategy),
+                              c.record.link_profile != IDEAL_LINK, c.record.link_profile))
     return Run(run_dir, meta, calls)
 
 
@@ -166,6 +176,7 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
         failure_detail=_text(raw.get("failure_detail")) or None,
         tunnel_up_s=number(raw.get("tunnel_up_s")),
         text_ok=raw["text_ok"] if isinstance(raw.get("text_ok"), bool) else None,
+        link_profile=_text(raw.get("link_profile")) or IDEAL_LINK,
     )
     _copy_structured_fields(record, raw)
     return record
@@ -175,7 +186,8 @@ def record_from_dict(raw: Mapping[str, Any]) -> CallRecord:
 # files, PESQ): copied when they have the right shape, else left empty.
 STRUCTURED_FIELDS = {"timeline": list, "timeline_reverse": list, "events": list,
                      "censor_counters": list, "files": dict, "pesq": dict, "judgement": dict,
-                     "link_fidelity": list, "timing_s": dict, "text_counts": dict}
+                     "link_fidelity": list, "timing_s": dict, "text_counts": dict,
+                     "link_profile_applied": dict}
 
 
 def _copy_structured_fields(record: CallRecord, raw: Mapping[str, Any]) -> None:
@@ -232,9 +244,11 @@ def render_report(run: Run) -> str:
               f"{_counts(counts)}"
               + (f"<p class=\"lead\">raw data: {' · '.join(raw_links)}</p>" if raw_links else "")
               + "<nav><a href=\"#matrix\">matrix</a> · <a href=\"#unjudged\">calls that could "
-                "not be judged</a> · <a href=\"#calls\">calls</a> · "
+                "not be judged</a> · <a href=\"#endpoints\">real endpoints vs aiortc</a> · "
+                "<a href=\"#calls\">calls</a> · "
                 "<a href=\"#environment\">environment</a></nav></header>")
-    body = [header, _matrix(run), _unjudged(run), _calls(run), _environment(run.meta)]
+    body = [header, _matrix(run), _unjudged(run), _endpoints(run), _calls(run),
+            _environment(run.meta)]
     return page(f"callwall run {run.run_id}", "\n".join(body))
 
 
@@ -271,11 +285,12 @@ def _describe_run(meta: Mapping[str, Any]) -> str:
 
 
 def _matrix(run: Run) -> str:
-    policies = sorted({c.policy for c in run.calls})
+    policies = sorted({c.row for c in run.calls},
+                      key=lambda row: (row[0], row[1] != IDEAL_LINK, row[1]))
     columns = sorted({c.column for c in run.calls}, key=column_order)
-    by_cell: dict[tuple[str, tuple[str, str]], list[Call]] = {}
+    by_cell: dict[tuple[tuple[str, str], tuple[str, str]], list[Call]] = {}
     for call in run.calls:
-        by_cell.setdefault((call.policy, call.column), []).append(call)
+        by_cell.setdefault((call.row, call.column), []).append(call)
     head = "".join(f"<th scope=\"col\"><span class=\"muted\">{esc(p)}</span><br>{esc(s)}</th>"
                    for p, s in columns)
     rows = []
@@ -290,7 +305,7 @@ def _matrix(run: Run) -> str:
             css = next((v for v in CELL_PRIORITY if v in verdicts), "pass")
             entries = "".join(_matrix_entry(c) for c in calls)
             cells.append(f"<td class=\"cell {css}\">{entries}</td>")
-        rows.append(f"<tr><th scope=\"row\">{esc(policy)}</th>{''.join(cells)}</tr>")
+        rows.append(f"<tr><th scope=\"row\">{_row_label(policy)}</th>{''.join(cells)}</tr>")
     if not run.calls:
         table = "<p class=\"muted\">This run has no call records.</p>"
     else:
@@ -310,6 +325,14 @@ def _matrix(run: Run) -> str:
             "</section>")
 
 
+def _row_label(row: tuple[str, str]) -> str:
+    """A matrix row's header: the policy, and its link profile unless ideal."""
+    policy, link = row
+    if link == IDEAL_LINK:
+        return esc(policy)
+    return f"{esc(policy)}<br><span class=\"muted\">link {esc(link)}</span>"
+
+
 def _matrix_entry(call: Call) -> str:
     record = call.record
     css = verdict_class(record.verdict)
@@ -321,6 +344,7 @@ def _matrix_entry(call: Call) -> str:
                    f"setup {_fmt(record.setup_s, 2, ' s')}")
     outcome = ("" if record.outcome == record.verdict
                else f" · <span class=\"outcome\">{esc(record.outcome)}</span>")
+    outcome += _rare_short(call)
     parts = [f"<span class=\"verdict\">{mark} {esc(record.verdict.replace('-', ' '))}</span>"
              f"{outcome}",
              f"<span class=\"figures\">{esc(figures)}</span>",
@@ -383,6 +407,23 @@ def _unjudged(run: Run) -> str:
     table = ("<table class=\"unjudged\"><thead><tr><th>call</th><th>status</th><th>expected</th>"
              f"<th>reasons</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
     return f"<section id=\"unjudged\">{title}{intro}{table}</section>"
+
+
+def _endpoints(run: Run) -> str:
+    """Per policy, the real-endpoint cells (Chromium, baresip, descriptors)
+    whose expected outcome differs from the aiortc client's with the same
+    strategy, each with the expectation's why (harness.report.endpoints)."""
+    title = "<h2>Where the real endpoints differ from aiortc</h2>"
+    differences = endpoint_differences(c.record for c in run.calls)
+    if not differences:
+        return (f"<section id=\"endpoints\">{title}<p class=\"muted\">none: no call of this "
+                "run with a real endpoint is expected to end otherwise than the aiortc (webrtc) "
+                "client with the same strategy</p></section>")
+    rows = [(d.policy, f"{d.profile} / {d.strategy}", d.webrtc_outcome, d.expected_outcome,
+             d.observed_outcome, d.why) for d in differences]
+    table = _table(("policy", "profile / strategy", "webrtc expects", "expected",
+                    "observed", "why"), rows, nowrap=(0, 1))
+    return f"<section id=\"endpoints\">{title}{table}</section>"
 
 
 def _calls(run: Run) -> str:
@@ -461,6 +502,18 @@ def _decided_line(record: CallRecord) -> str:
     if record.verdict not in ("pass", "no-expectation") and why:
         text += f"<p class=\"why {verdict_class(record.verdict)}\">{esc(why)}</p>"
     return text
+
+
+def _rare_short(call: Call) -> str:
+    """' · rare outcome (declared about X % of calls)' where the call passed
+    as its expectation's declared rare outcome."""
+    judgement = call.raw.get("judgement")
+    if not isinstance(judgement, Mapping) or judgement.get("rare") is not True:
+        return ""
+    rarely = (call.record.expected or {}).get("rarely")
+    share = rarely.get("share_pct") if isinstance(rarely, Mapping) else None
+    declared = f", declared about {share:g} % of calls" if isinstance(share, (int, float)) else ""
+    return f" · <span class=\"outcome\">rare outcome{esc(declared)}</span>"
 
 
 def _judgement(call: Call) -> str:
@@ -545,7 +598,18 @@ def _expectation_rows(record: CallRecord) -> list[tuple[str, str]]:
             rows.append((label, ", ".join(str(v) for v in value)))
     if expected.get("why"):
         rows.append(("why", _text(expected.get("why"))))
+    bound = record.judgement.get("mos_bound")
+    if isinstance(bound, Mapping):
+        rows.append(("MOS bound applied", _mos_bound_text(bound)))
     return rows
+
+
+def _mos_bound_text(bound: Mapping[str, Any]) -> str:
+    """Which MOS bound a connects call was held to on its link profile, and why."""
+    value = bound.get("min_mos")
+    head = "none" if not isinstance(value, int | float) else f"{value:g}"
+    source = "the link profile's" if bound.get("source") == "link" else "the policy's"
+    return f"{head} ({source}): {_text(bound.get('why'))}"
 
 
 def _key_figures(call: Call) -> str:
@@ -564,6 +628,7 @@ def _key_figures(call: Call) -> str:
               if record.tunnel_up_s is not None else DASH)
     rows = [
         ("outcome", esc(record.outcome)),
+        ("link profile", esc(_link_profile_text(record))),
         *expectation,
         ("verdict", esc(record.verdict)),
         ("selected path", path),
@@ -581,6 +646,18 @@ def _key_figures(call: Call) -> str:
     ]
     body = "".join(f"<tr><th scope=\"row\">{esc(k)}</th><td>{v}</td></tr>" for k, v in rows)
     return f"<table class=\"figures\">{body}</table>"
+
+
+def _link_profile_text(record: CallRecord) -> str:
+    """The cell's link profile, and what it put on the access link."""
+    applied = record.link_profile_applied
+    if record.link_profile == IDEAL_LINK or not applied:
+        return record.link_profile
+    seeds = applied.get("directions")
+    seed_text = (", seeds " + ", ".join(f"{k} {v}" for k, v in seeds.items())
+                 if isinstance(seeds, Mapping) and seeds else "")
+    return (f"{record.link_profile}: {_text(applied.get('impairment'))} on both directions "
+            f"of the access link{seed_text}")
 
 
 def _text_messages(raw: Mapping[str, Any]) -> str:

@@ -37,6 +37,8 @@ from harness import paths
 from harness.netns.registry import new_run_id
 from harness.report.html import ReportError, load_run, write_report
 from harness.report.results import new_results_dir, point_latest, write_raw_results
+from harness.spec.matrix import cell_slug
+from harness.spec.presets import IDEAL_LINK
 
 JUNIT_NAME = "junit.xml"
 JUNIT_COUNTS = ("tests", "failures", "errors", "skipped")
@@ -122,11 +124,13 @@ class Merged:
 
 
 def cell_id(call: Mapping[str, Any]) -> str:
-    """The matrix cell of a call record: its call_id (the cell's slug)."""
+    """The matrix cell of a call record: its call_id (the cell's slug), else
+    the slug its fields give (harness.spec.matrix.cell_slug)."""
     given = call.get("call_id")
     if isinstance(given, str) and given:
         return given
-    return f"{call.get('policy')}--{call.get('profile') or 'webrtc'}--{call.get('strategy')}"
+    return cell_slug(str(call.get("policy")), str(call.get("profile") or "webrtc"),
+                     str(call.get("strategy")), str(call.get("link_profile") or IDEAL_LINK))
 
 
 def read_shard(path: Path) -> ShardRun:
@@ -157,7 +161,8 @@ def merge_runs(run_paths: Sequence[Path], out: Path | None = None,
     target = target if target is not None else new_results_dir(paths.RESULTS, run_id)
     calls = sorted((c for r in runs for c in r.calls),
                    key=lambda c: (str(c.get("policy")), str(c.get("profile")),
-                                  str(c.get("strategy"))))
+                                  str(c.get("strategy")),
+                                  str(c.get("link_profile") or IDEAL_LINK)))
     for run in runs:
         for cell in run.cell_ids:
             source = run.dir / "calls" / cell

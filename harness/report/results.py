@@ -21,7 +21,7 @@ from harness.measure.record import CallRecord
 from harness.spec.policy import LINK_CAUSE
 
 SCHEMA_VERSION = 1
-COLUMNS = ("policy", "profile", "strategy", "expected", "outcome", "verdict", "decided by",
+COLUMNS = ("policy", "profile", "strategy", "link", "expected", "outcome", "verdict", "decided by",
            "setup_s", "loss_pct", "jitter_ms", "rtt_ms", "mos", "pesq", "path")
 BASES = ("report", "mechanism", "observed")
 # Verdicts the judge reached; error, skipped and no-expectation are not among them.
@@ -222,7 +222,8 @@ def _count(value: object) -> int | None:
 # ---------------------------------------------------------------- the table
 
 def _row(record: CallRecord) -> list[str]:
-    return [record.policy, record.profile, record.strategy, expected_text(record),
+    return [record.policy, record.profile, record.strategy, record.link_profile,
+            expected_text(record),
             record.outcome, verdict_text(record.verdict), decided_by_text(record),
             number_text(record.setup_s, 2), number_text(record.loss_pct, 1),
             number_text(record.jitter_ms, 1), number_text(record.rtt_ms, 1),
@@ -246,11 +247,15 @@ def _pesq_text(record: CallRecord) -> str:
 
 def expected_text(record: CallRecord, basis: bool = True) -> str:
     """E.g. "fails [mechanism]", "connects mos>=4.0 [report]"; an old record's
-    "degraded mos<3.0" (max_mos) as it was."""
+    "degraded mos<3.0" (max_mos) as it was; on a link profile whose E-model
+    ceiling lowered the bound, "connects mos>=3.35 (link; policy 4.0)"."""
     if not record.expected:
         return "-"
     text = str(record.expected.get("outcome", "?"))
-    if record.expected.get("min_mos") is not None:
+    bound = record.judgement.get("mos_bound") if isinstance(record.judgement, dict) else None
+    if isinstance(bound, dict) and bound.get("source") == "link":
+        text += f" mos>={bound.get('min_mos')} (link; policy {record.expected.get('min_mos')})"
+    elif record.expected.get("min_mos") is not None:
         text += f" mos>={record.expected['min_mos']}"
     if record.expected.get("max_mos") is not None:
         text += f" mos<{record.expected['max_mos']}"

@@ -436,6 +436,34 @@ class DnsRemoval:
 
 
 @dataclass(frozen=True)
+class RareOutcome:
+    """An outcome the policy's own mechanism gives a small share of calls,
+    besides the one it declares: e.g. a flow dropped with probability 0.75
+    and a client that tries 14 ports leaves 0.75^14 = 1.8 % of its calls
+    without any port. ``share_pct`` is that share, worked out in ``why`` from
+    the rules (never measured to fit); a call showing this outcome, caused by
+    ``decided_by`` and of an ``accepts`` failure kind, passes, marked rare.
+    `callwall reproduce` sets the share it counted beside the declared one."""
+
+    outcome: Literal["fails", "degraded"]
+    share_pct: float
+    decided_by: list[str]
+    why: str
+    accepts: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.share_pct <= 20.0:
+            raise ValueError("share_pct is the small share of calls (0-20 %) that show the "
+                             "rare outcome; a larger share is not rare: declare it")
+        if not self.decided_by:
+            raise ValueError("a rare outcome needs decided_by: the rules that cause it")
+        if not self.why.strip():
+            raise ValueError("a rare outcome needs why: how the rules give it, and its share")
+        if self.outcome != "fails" and self.accepts:
+            raise ValueError("accepts (failure kinds) goes with outcome fails only")
+
+
+@dataclass(frozen=True)
 class Expectation:
     """What a call with one profile and strategy should show under this policy.
 
@@ -453,7 +481,9 @@ class Expectation:
     network can cause). ``basis`` says where the expectation comes from:
     ``report`` (a public report; ``source`` names it), ``mechanism`` (derived
     from the rules alone) or ``observed`` (taken from a measurement, which
-    ``measured`` keeps: allowed only where the mechanism cannot decide)."""
+    ``measured`` keeps: allowed only where the mechanism cannot decide).
+    ``rarely`` declares a second outcome the same rules give a small, stated
+    share of calls (:class:`RareOutcome`)."""
 
     outcome: Literal["connects", "fails", "degraded"]
     basis: Literal["report", "mechanism", "observed"]
@@ -463,8 +493,22 @@ class Expectation:
     source: str = ""
     measured: str = ""
     why: str = ""
+    # An outcome the mechanism gives a small, stated share of calls instead.
+    rarely: RareOutcome | None = None
+
+    def rare_expectation(self) -> Expectation | None:
+        """The rare outcome as an expectation of its own, to judge a call by."""
+        if self.rarely is None:
+            return None
+        return Expectation(self.rarely.outcome, basis=self.basis,
+                           decided_by=list(self.rarely.decided_by),
+                           accepts=list(self.rarely.accepts), source=self.source,
+                           measured=self.measured, why=self.rarely.why)
 
     def __post_init__(self) -> None:
+        if self.rarely is not None and self.rarely.outcome == self.outcome:
+            raise ValueError(f"rarely.outcome {self.rarely.outcome} is the declared outcome "
+                             "itself: a rare outcome differs from it")
         if self.outcome != "connects" and self.min_mos is not None:
             raise ValueError("min_mos only goes with outcome connects")
         if self.min_mos is not None and not 1.0 <= self.min_mos <= 5.0:

@@ -17,6 +17,9 @@ from harness.spec.impairment import Impairment
 from harness.spec.schema import check_name, load_yaml_node, locate, parse_dataclass
 
 PRESETS_FILE = paths.LINK_PRESETS
+# The link profile that impairs nothing: the topology's own links as they are.
+# Every other link profile is a preset's name (see `link_profile_names`).
+IDEAL_LINK = "ideal"
 
 
 def _check_texts(values: list[str]) -> None:
@@ -48,6 +51,9 @@ def load_preset_file(path: Path = PRESETS_FILE) -> dict[str, LinkPreset]:
     for name in parsed.presets:
         try:
             check_name(name)
+            if name == IDEAL_LINK:
+                raise ValueError(f"{IDEAL_LINK!r} is reserved: it names the link profile "
+                                 "without impairment")
         except ValueError as exc:
             raise locate(loc, "presets", name).error(str(exc)) from None
     return parsed.presets
@@ -65,3 +71,20 @@ def presets(path: Path = PRESETS_FILE) -> dict[str, LinkPreset]:
 
 def impairments(path: Path = PRESETS_FILE) -> dict[str, Impairment]:
     return {name: p.impairment for name, p in presets(path).items()}
+
+
+def link_profile_names(path: Path = PRESETS_FILE) -> list[str]:
+    """What a matrix may list under `link_profiles`: `ideal`, then every preset."""
+    return [IDEAL_LINK, *presets(path)]
+
+
+def link_profile_impairment(name: str, path: Path = PRESETS_FILE) -> Impairment | None:
+    """The one-way impairment a link profile puts on each direction of the
+    subscriber's access link; None for `ideal`. ValueError for an unknown name."""
+    if name == IDEAL_LINK:
+        return None
+    known = presets(path)
+    if name not in known:
+        raise ValueError(f"unknown link profile {name!r}; link profiles are: "
+                         f"{', '.join(link_profile_names(path))}")
+    return known[name].impairment

@@ -19,7 +19,7 @@ import pytest
 
 from harness import paths
 from harness.containers.engine import EngineError
-from harness.containers.images import BASE_IMAGE, ensure_base
+from harness.containers.images import BASE_IMAGE, ensure_base, missing_base
 from harness.containers.runtime import ContainerError, ContainerRecord, Docker
 from harness.netns.registry import RUNS_ROOT, OwnedProcess, process_start_ticks
 
@@ -36,6 +36,9 @@ def docker() -> Iterator[Docker]:
     except (EngineError, ContainerError) as exc:
         pytest.skip(f"no Docker engine here: {exc}")
     try:
+        missing = missing_base(engine.engine.host)
+        if missing:  # no base image, and nothing here to make it with
+            pytest.skip(f"missing {', '.join(missing)}")
         ensure_base(engine)
         yield engine
     finally:

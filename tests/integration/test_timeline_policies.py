@@ -31,11 +31,24 @@ pytestmark = pytest.mark.root
 CALL = CallSettings(media_s=6.0, setup_timeout_s=15.0, capture_pcap=False)
 
 
+# A cell whose policy declares a rare outcome (ru-2025-08-calls: 1.8 % of
+# WhatsApp-like calls find no relay port) is redialled when a call shows it,
+# as a user would: three rare outcomes in a row (6e-6) is a failure.
+ATTEMPTS_PAST_A_RARE_OUTCOME = 3
+
+
 def _call(lab: Lab, run_files: Path, policy: str, profile: str,
           strategy: str = "direct") -> CallRecord:
     loaded = load_policy(paths.policy_path(policy), lab.topology.sets.keys())
-    return judged_call(lab, loaded, strategy, run_files / f"{policy}--{profile}--{strategy}",
-                       CALL, profile=profile)
+    for attempt in range(1, ATTEMPTS_PAST_A_RARE_OUTCOME + 1):
+        record = judged_call(lab, loaded, strategy,
+                             run_files / f"{policy}--{profile}--{strategy}--{attempt}",
+                             CALL, profile=profile)
+        if not record.judgement.get("rare"):
+            return record
+        assert record.verdict == "pass", record.judgement
+    raise AssertionError(f"{ATTEMPTS_PAST_A_RARE_OUTCOME} calls in a row showed the rare "
+                         f"outcome: {record.judgement.get('reasons')}")
 
 
 def _judged_as_declared(record: CallRecord) -> None:

@@ -20,6 +20,7 @@ from harness.calls.app import telegram_client, whatsapp_client
 from harness.calls.app.client import ClientConfig, Session, build_result
 from harness.calls.app.media import OpusReceiver, OpusSender, Timeline
 from harness.calls.app.opus import OpusEncoder, OpusSettings
+from harness.calls.app.relay_rtt import share_relay_rtt
 from harness.calls.app.rtcp import DLSR_UNITS_PER_S, RtcpRoundTrips
 from harness.calls.events import EventLog
 from harness.measure.peer import PeerReport
@@ -238,10 +239,7 @@ def test_a_relayed_call_without_an_end_to_end_sample_has_no_rtt(audio: Path) -> 
     assert result["rtt_ms"] == pytest.approx(36.0) and result["rtt_method"] == "relay-legs-sum"
 
 
-def test_whatsapp_like_sides_swap_their_relay_legs_over_signalling(
-        audio: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(whatsapp_client, "RTT_SHARE_PERIOD_S", 0.05)
-
+def test_whatsapp_like_sides_swap_their_relay_legs_over_signalling(audio: Path) -> None:
     async def scenario() -> tuple[Session, Session]:
         server, _ = await start_server("127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -249,9 +247,7 @@ def test_whatsapp_like_sides_swap_their_relay_legs_over_signalling(
                     for role in ("caller", "callee")]
         sessions[0].relay_rtt_samples_s.extend([0.004, 0.005, 0.006])
         sessions[1].relay_rtt_samples_s.extend([0.030])
-        transports = [whatsapp_client.WhatsAppTransport() for _ in sessions]
-        tasks = [asyncio.create_task(t._share_relay_rtt(s))
-                 for t, s in zip(transports, sessions, strict=True)]
+        tasks = [asyncio.create_task(share_relay_rtt(s, period_s=0.05)) for s in sessions]
         try:
             for _ in range(100):
                 if all(s.peer_relay_rtt_ms is not None for s in sessions):

@@ -248,3 +248,21 @@ def test_comparison_html_says_an_error_is_a_regression(tmp_path: Path) -> None:
     runs = text.split("<h2>Runs</h2>", 1)[1].split("</table>", 1)[0]
     assert "<th>could not be judged</th>" in runs
     assert re.search(r"<th>new</th>(<td>[^<]*</td>){4}<td>1</td><td>0</td>", runs)
+
+
+def test_calls_of_different_profiles_in_one_cell_are_never_paired(tmp_path: Path) -> None:
+    """webrtc and whatsapp-like `direct` under one policy are two cells: a
+    whatsapp-like fail in the new run is its own regression, not a repeat of
+    the webrtc call."""
+    def run(name: str, whatsapp_verdict: str) -> Path:
+        records = [make_record("baseline", "direct"),
+                   make_record("baseline", "direct", profile="whatsapp-like",
+                               verdict=whatsapp_verdict,
+                               outcome="connects" if whatsapp_verdict == "pass" else "fails")]
+        return build_run(tmp_path, records, name=name)
+
+    comparison = compare_runs(run("old", "pass"), run("new", "fail"))
+    keys = {change.key for change in comparison.changes}
+    assert keys == {CallKey("baseline", "direct", profile="whatsapp-like")}
+    assert comparison.has_regression
+    assert "baseline × whatsapp-like / direct" in render_text(comparison)

@@ -3,12 +3,18 @@ one schema, every error `file:line: field: message`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from harness import paths
-from harness.link.apply import find_link, interface_on_link, topology_impairments
+from harness.link.apply import (
+    find_link,
+    interface_on_link,
+    topology_impairments,
+    topology_seed,
+)
 from harness.spec.impairment import GilbertElliott, Impairment
 from harness.spec.presets import PRESETS_FILE, load_preset_file, presets
 from harness.spec.schema import SpecError
@@ -38,8 +44,19 @@ def test_directions_presets_and_overrides(tmp_path: Path) -> None:
     assert set(wanted) == {(0, 0), (0, 1)}
     assert wanted[(0, 0)].delay_ms == 40
     assert wanted[(0, 0)].gemodel == presets()["ru-mobile-lte"].impairment.gemodel
-    assert wanted[(0, 1)] == presets()["intercontinental"].impairment
+    assert wanted[(0, 1)] == replace(presets()["intercontinental"].impairment,
+                                     seed=topology_seed(0, 1))
     assert topology.link_backend == "auto"
+
+
+def test_each_direction_draws_its_own_random_sequence_unless_a_seed_is_given(
+        tmp_path: Path) -> None:
+    both = load_topology(_with_impair(tmp_path, "{both: {preset: ru-mobile-lte}}"))
+    seeds = {(i, d): imp.seed for i, d, imp in topology_impairments(both)}
+    assert seeds == {(0, 0): topology_seed(0, 0), (0, 1): topology_seed(0, 1)}
+    assert len(set(seeds.values())) == 2
+    given = load_topology(_with_impair(tmp_path, "{both: {preset: ru-mobile-lte, seed: 7}}"))
+    assert {imp.seed for _, _, imp in topology_impairments(given)} == {7}
 
 
 def test_inline_parameters(tmp_path: Path) -> None:
@@ -103,8 +120,10 @@ def test_demo_topology_impairs_the_access_and_the_long_haul() -> None:
               for i, d, imp in topology_impairments(topology)}
     lte = presets()["ru-mobile-lte"].impairment
     haul = presets()["intercontinental"].impairment
-    assert wanted == {("caller", "cgnat"): lte, ("cgnat", "caller"): lte,
-                      ("censor", "inet"): haul, ("inet", "censor"): haul}
+    assert {k: replace(v, seed=1) for k, v in wanted.items()} == {
+        ("caller", "cgnat"): lte, ("cgnat", "caller"): lte,
+        ("censor", "inet"): haul, ("inet", "censor"): haul}
+    assert len({imp.seed for imp in wanted.values()}) == 4
 
 
 def test_link_lookup() -> None:

@@ -18,7 +18,7 @@ from harness.measure.verdict import (
     LinkFidelity,
     RuleCount,
 )
-from harness.spec.policy import Expectation
+from harness.spec.policy import Expectation, RareOutcome
 
 WINDOW_S = 6.0
 IDENTITY = CallIdentity(topology="t", policy="p", profile="webrtc", strategy="direct")
@@ -251,6 +251,59 @@ def test_accepts_narrows_the_failure_kinds() -> None:
                     counters=counted("stun-drop"))
     assert failed.verdict == "fail"
     assert "not among the accepted" in failed.judgement["reasons"][0]
+
+
+# ------------------------------------------------------------------ rare outcomes
+
+RARELY_FAILS = Expectation("degraded", basis="mechanism", decided_by=["police"],
+                           rarely=RareOutcome("fails", share_pct=1.8, decided_by=["dialect"],
+                                              accepts=["relay-unreachable"],
+                                              why="0.75^14 of calls find no port"))
+NO_PORT = (peer("caller", False, error="relay-unreachable"),
+           peer("callee", False, error="setup-timeout"))
+
+
+def test_the_declared_rare_outcome_passes_with_its_own_cause() -> None:
+    rec = record(*NO_PORT, expectation=RARELY_FAILS, counters=counted("dialect"))
+    assert rec.outcome == "fails" and rec.verdict == "pass", rec.judgement
+    assert rec.judgement["rare"] is True
+    assert rec.judgement["reasons"][0].startswith("the rare outcome the policy declares "
+                                                  "(about 1.8 % of calls)")
+    assert rec.judgement["deciding_rules"] == [{"rule": "dialect", "packets": 12, "bytes": 1200}]
+
+
+def test_the_rare_outcome_still_needs_its_rule_and_failure_kind() -> None:
+    uncaused = record(*NO_PORT, expectation=RARELY_FAILS, counters=counted("police"))
+    assert uncaused.verdict == "error" and uncaused.judgement["rare"] is False
+    assert "no deciding rule counted a packet (dialect=0)" in " ".join(
+        uncaused.judgement["reasons"])
+    other_kind = record(peer("caller", False, error="ice-failed"),
+                        peer("callee", False, error="ice-failed"), expectation=RARELY_FAILS,
+                        counters=counted("dialect"))
+    assert other_kind.verdict == "fail" and other_kind.judgement["rare"] is False
+
+
+def test_the_declared_outcome_is_not_marked_rare() -> None:
+    lossy = record(peer("caller", loss=60.0), peer("callee", loss=60.0),
+                   expectation=RARELY_FAILS, counters=counted("police"))
+    assert lossy.verdict == "pass" and lossy.judgement["rare"] is False
+    clean = record(expectation=RARELY_FAILS, counters=counted("dialect"))
+    assert clean.outcome == "connects" and clean.verdict == "fail"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"share_pct": 0.0}, "share_pct"), ({"share_pct": 35.0}, "not rare"),
+    ({"decided_by": []}, "decided_by"), ({"why": " "}, "why"),
+    ({"outcome": "degraded", "accepts": ["x"]}, "accepts"),
+])
+def test_a_rare_outcome_is_checked(fields: dict[str, Any], message: str) -> None:
+    values: dict[str, Any] = {"outcome": "fails", "share_pct": 1.8, "decided_by": ["d"],
+                              "why": "w"}
+    with pytest.raises(ValueError, match=message):
+        RareOutcome(**{**values, **fields})
+    with pytest.raises(ValueError, match="differs from it"):
+        Expectation("fails", basis="mechanism", decided_by=["d"],
+                    rarely=RareOutcome("fails", share_pct=1.8, decided_by=["d"], why="w"))
 
 
 @pytest.mark.parametrize("outcome_of_call, expectation, verdict", [

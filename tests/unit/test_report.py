@@ -752,3 +752,19 @@ def test_a_call_on_a_late_link_emulator_says_so_under_its_heading(tmp_path: Path
     assert "caller→cgnat: 400 of 1000 packets later than 2000 us (p99 9000 us)" in marked
     assert "cgnat→caller" not in marked
     assert "link emulator late" not in section(text, "call-baseline--turn-udp")
+
+
+def test_a_call_that_passed_as_the_declared_rare_outcome_is_marked_in_the_matrix(
+        tmp_path: Path) -> None:
+    expected = {"outcome": "degraded", "basis": "report", "decided_by": ["loss"],
+                "rarely": {"outcome": "fails", "share_pct": 1.8, "decided_by": ["dialect"],
+                           "accepts": ["relay-unreachable"], "why": "0.75^14"}}
+    judgement = {"outcome": "fails", "verdict": "pass", "reasons": ["the rare outcome"],
+                 "failures": [], "deciding_rules": [], "rare": True}
+    records = [make_record("p", "direct", outcome="fails", expected=expected,
+                           judgement=judgement),
+               make_record("p", "turn-udp", outcome="degraded", expected=expected,
+                           judgement=dict(judgement, outcome="degraded", rare=False))]
+    text, _ = read_page(write_report(build_run(tmp_path, records)))
+    matrix = text.split('id="matrix"', 1)[1].split('id="unjudged"', 1)[0]
+    assert matrix.count("rare outcome, declared about 1.8 % of calls") == 1

@@ -12,7 +12,7 @@ from harness.measure.peer import PeerReport
 from harness.measure.record import CallIdentity, CallRecord, build_record
 from harness.measure.verdict import CallEvidence, RuleCount
 from harness.reproduce import Cell, CellSummary, Conditions, render
-from harness.spec.policy import Expectation
+from harness.spec.policy import Expectation, RareOutcome
 
 DEGRADED = Expectation("degraded", basis="report", source="S2", decided_by=["loss"])
 
@@ -70,3 +70,20 @@ def test_the_rendered_table_states_its_conditions() -> None:
     assert text.splitlines()[0] == ("policy p on t: 1 calls per cell, 8 s media window; "
                                     "2 CPUs, load 0.3 before, 0.9 after; 21 s")
     assert "whatsapp-like direct | 1/1 set up" in text
+
+
+def test_the_summary_sets_the_rare_outcomes_it_counted_beside_the_declared_share() -> None:
+    rarely = Expectation("degraded", basis="report", source="S2", decided_by=["loss"],
+                         rarely=RareOutcome("fails", share_pct=1.8, decided_by=["dialect"],
+                                            accepts=["relay-unreachable"], why="0.75^14"))
+    identity = CallIdentity(topology="t", policy="p", profile="whatsapp-like",
+                            strategy="direct")
+    summary = CellSummary(Cell("whatsapp-like", "direct"), rare_declared_pct=1.8)
+    for connected in (True, False, True):
+        evidence = CallEvidence(peer("caller", connected, 15.0), peer("callee", connected, 15.0),
+                                window_s=8.0, counters=[RuleCount("loss", 40, 4000),
+                                                        RuleCount("dialect", 3, 300)])
+        summary.add(build_record(identity, evidence, rarely))
+    row = summary.row()
+    assert row["verdicts"] == {"pass": 3} and (row["rare"], row["rare_declared_pct"]) == (1, 1.8)
+    assert "(degraded 2, fails 1; rare outcome 1 of 3, declared about 1.8 %)" in summary.markdown()

@@ -18,16 +18,13 @@ the two legs (harness.calls.app.client)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-import statistics
 import time
 from typing import cast
 
 from harness.calls.app.client import CallFailed, Session
 from harness.calls.app.media import cancel
 from harness.calls.app.opus import OpusSettings
-from harness.calls.app.signal_channel import SignalChannel, SignalError
+from harness.calls.app.relay_rtt import share_relay_rtt
 from harness.services import max_relay
 from harness.wire.rtp import RtpPacket, WireError
 
@@ -38,8 +35,6 @@ HELLO_RETRY_S = 0.5  # [S]
 HELLO_TIMEOUT_S = 8.0  # [S]
 KEEPALIVE_S = 1.0  # [S]
 RTT_SHARE_PERIOD_S = 1.0
-SIGNAL_TIMEOUT_S = 5.0
-RELAY_RTT_KEY = "relay_rtt_ms"
 
 
 class MaxTransport(asyncio.DatagramProtocol):
@@ -57,7 +52,7 @@ class MaxTransport(asyncio.DatagramProtocol):
         loop = asyncio.get_running_loop()
         self._registered = loop.create_future()
         self._relay = (session.cfg.relay_ip, max_relay.PORT)
-        self._tasks.append(asyncio.create_task(self._share_relay_rtt(session)))
+        self._tasks.append(asyncio.create_task(share_relay_rtt(session, RTT_SHARE_PERIOD_S)))
         await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
         await self._register(session)
         session.extra["relay"] = f"{self._relay[0]}:{self._relay[1]}"
@@ -107,46 +102,6 @@ class MaxTransport(asyncio.DatagramProtocol):
         self._transport.sendto(packet.encode(), self._relay)
 
     # ------------------------------------------------------------------ the peer's relay leg
-
-    async def _share_relay_rtt(self, session: Session) -> None:
-        """Send this side's relay RTT to the peer every RTT_SHARE_PERIOD_S over
-        the chat server, and keep the peer's latest in session.peer_relay_rtt_ms."""
-        if session.cfg.signal is None:
-            session.extra["relay_rtt_exchange"] = "no chat server given"
-            return
-        try:
-            channel = await SignalChannel.join(*session.cfg.signal, session.cfg.call_id,
-                                               SIGNAL_TIMEOUT_S)
-        except SignalError as exc:
-            session.extra["relay_rtt_exchange"] = str(exc)
-            return
-        session.extra["relay_rtt_exchange"] = "joined"
-        reader = asyncio.create_task(self._read_peer_rtt(session, channel))
-        try:
-            while True:
-                if session.relay_rtt_samples_s:
-                    channel.send({RELAY_RTT_KEY: round(1000.0 * statistics.median(
-                        session.relay_rtt_samples_s), 3)})
-                await asyncio.sleep(RTT_SHARE_PERIOD_S)
-        except SignalError as exc:
-            session.extra["relay_rtt_exchange"] = str(exc)
-        finally:
-            await cancel(reader)
-            with contextlib.suppress(Exception):
-                await channel.close()
-
-    @staticmethod
-    async def _read_peer_rtt(session: Session, channel: SignalChannel) -> None:
-        while True:
-            try:
-                value = await channel.receive(RELAY_RTT_KEY, 3600.0)
-            except SignalError as exc:
-                if session.peer_relay_rtt_ms is None:
-                    session.extra["relay_rtt_exchange"] = str(exc)
-                return
-            if isinstance(value, int | float) and not isinstance(value, bool) \
-                    and math.isfinite(value) and value >= 0:
-                session.peer_relay_rtt_ms = float(value)
 
     # ------------------------------------------------------------------ asyncio protocol
 

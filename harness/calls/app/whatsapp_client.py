@@ -37,10 +37,7 @@ match are dropped and counted in ``warp_tag_mismatch``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
 import os
-import statistics
 import time
 from dataclasses import dataclass
 from typing import cast
@@ -48,8 +45,8 @@ from typing import cast
 from harness.calls.app.client import CallFailed, Session
 from harness.calls.app.media import cancel, change_bitrate
 from harness.calls.app.opus import OpusSettings
+from harness.calls.app.relay_rtt import share_relay_rtt
 from harness.calls.app.rtcp import RtcpRoundTrips
-from harness.calls.app.signal_channel import SignalChannel, SignalError
 from harness.wire import rtcp
 from harness.wire import whatsapp as wa
 from harness.wire.rtp import WireError
@@ -69,8 +66,6 @@ REPORT_PERIOD_S = 1.0  # [S] WhatsApp's RTCP interval is not reported
 RTP_CLOCK = wa.MEDIA_SAMPLE_RATE
 PEER_IDS = {"caller": 1, "callee": 2}
 RTT_SHARE_PERIOD_S = 1.0  # [S]
-SIGNAL_TIMEOUT_S = 5.0
-RELAY_RTT_KEY = "relay_rtt_ms"
 
 
 @dataclass
@@ -131,7 +126,7 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
         self._auth_key = wa.warp_auth_key(wa.call_key(session.cfg.call_id))
         loop = asyncio.get_running_loop()
         self._allocated = loop.create_future()
-        self._sharer = asyncio.create_task(self._share_relay_rtt(session))
+        self._sharer = asyncio.create_task(share_relay_rtt(session, RTT_SHARE_PERIOD_S))
         await loop.create_datagram_endpoint(lambda: self, local_addr=("0.0.0.0", 0))
         self._relay = await self._allocate(session)
         session.extra["relay"] = f"{self._relay[0]}:{self._relay[1]}"
@@ -173,44 +168,6 @@ class WhatsAppTransport(asyncio.DatagramProtocol):
             await asyncio.sleep(PING_PERIOD_S)
 
     # ------------------------------------------------------------------ the peer's relay leg
-
-    async def _share_relay_rtt(self, session: Session) -> None:
-        """Send this side's relay RTT to the peer every RTT_SHARE_PERIOD_S over
-        signalling, and keep the peer's latest in ``session.peer_relay_rtt_ms``."""
-        if session.cfg.signal is None:
-            session.extra["relay_rtt_exchange"] = "no signalling server given"
-            return
-        try:
-            channel = await SignalChannel.join(*session.cfg.signal, session.cfg.call_id,
-                                               SIGNAL_TIMEOUT_S)
-        except SignalError as exc:
-            session.extra["relay_rtt_exchange"] = str(exc)
-            return
-        session.extra["relay_rtt_exchange"] = "joined"
-        reader = asyncio.create_task(self._read_peer_rtt(session, channel))
-        try:
-            while True:
-                if session.relay_rtt_samples_s:
-                    channel.send({RELAY_RTT_KEY: round(1000.0 * statistics.median(
-                        session.relay_rtt_samples_s), 3)})
-                await asyncio.sleep(RTT_SHARE_PERIOD_S)
-        finally:
-            await cancel(reader)
-            with contextlib.suppress(Exception):
-                await channel.close()
-
-    @staticmethod
-    async def _read_peer_rtt(session: Session, channel: SignalChannel) -> None:
-        while True:
-            try:
-                value = await channel.receive(RELAY_RTT_KEY, 3600.0)
-            except SignalError as exc:
-                if session.peer_relay_rtt_ms is None:  # else: the peer hung up after telling
-                    session.extra["relay_rtt_exchange"] = str(exc)
-                return
-            if isinstance(value, int | float) and not isinstance(value, bool) \
-                    and math.isfinite(value) and value >= 0:
-                session.peer_relay_rtt_ms = float(value)
 
     def _send_media(self, sequence: int, timestamp: int, payload: bytes) -> None:
         """`sequence` is the frame's index in the stream; WARP's sequence
