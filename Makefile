@@ -129,7 +129,7 @@ scenarios: $(BUILT)
 # lab at a time, with the slowest listed so that a slow run says where it went.
 # Exit status 5 is pytest's "no test selected" (a PYTEST_FLAGS -k that picks
 # tests of one half only); any other failure stops make.
-test: lint $(IMPAIRD)
+test: lint $(IMPAIRD) $(CONTAINERS_STAMP)
 	$(SUDO) $(PY) -m pytest tests/unit -q -rs -p no:cacheprovider -n auto $(PYTEST_FLAGS) \
 	  || [ $$? = 5 ]
 	$(SUDO) $(PY) -m pytest tests --ignore=tests/unit -q -rs -p no:cacheprovider \

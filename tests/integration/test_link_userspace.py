@@ -22,6 +22,7 @@ from harness.measure.traffic.owd import OwdTrace
 from harness.netns.registry import Registry
 from harness.spec.impairment import Impairment
 from harness.testbed import Lab
+from harness.testing.emulator_window import clean_windows
 
 CALLER_SIDE = "100.64.1.2"
 CGNAT_SIDE = "100.64.1.1"
@@ -109,9 +110,9 @@ def test_link_set_command_impairs_the_reverse_direction(lab: Lab) -> None:
                      "--direction", "b-a", "--delay", "15ms"])
     assert code == 0
     try:
-        back = one_way_delays(lab.host("cgnat"), lab.host("caller"), CALLER_SIDE, count=500,
-                              pps=1000)
-        assert _median(back) == pytest.approx(15, abs=1.0)
+        for window in clean_windows(lab, "cgnat", "caller", lambda: one_way_delays(
+                lab.host("cgnat"), lab.host("caller"), CALLER_SIDE, count=500, pps=1000)):
+            assert _median(window.result) == pytest.approx(15, abs=1.0), window.said()
         assert _median(_caller_to_cgnat(lab, count=300)) < 1.0  # a-b untouched
         assert cli.main(["link", "set", "--lab", lab.run_id, "caller", "cgnat",
                          "--direction", "b-a", "--delay", "fast"]) == cli.EXIT_BAD_INPUT
