@@ -57,8 +57,10 @@ from harness.spec.descriptor import (
     strategy_description,
 )
 from harness.spec.impairment import Impairment
+from harness.spec.matrix import is_matrix_file, load_matrix, matrix_cells
 from harness.spec.names import PROFILE_DESCRIPTIONS, STRATEGY_DESCRIPTIONS
 from harness.spec.policy import load_policy
+from harness.spec.presets import IDEAL_LINK, link_profile_names
 from harness.spec.schema import SpecError
 from harness.spec.topology import load_topology
 from harness.testbed import Lab, remove_stale_labs
@@ -256,6 +258,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             load_descriptor(path)
         elif is_demo_file(path):
             load_demo(path)
+        elif is_matrix_file(path):  # every call of it must have an expectation
+            matrix, loc = load_matrix(path)
+            shipped = [p.stem for p in paths.all_policies()]
+            matrix_cells(matrix, loc, shipped, lambda name: load_policy(paths.policy_path(name)))
         elif path.parent.name == "topologies":
             load_topology(path)
         elif path.name == "link-presets.yaml":
@@ -319,6 +325,14 @@ def summarize(text: str, limit: int = SUMMARY_CHARS) -> str:
 
 # ---------------------------------------------------------------- one call
 
+def _link_profile_option(parser: argparse.ArgumentParser) -> None:
+    names = link_profile_names()
+    parser.add_argument("--link-profile", default=IDEAL_LINK, choices=names, metavar="NAME",
+                        help="the subscriber's access link for the calls, as in a matrix's "
+                             "link_profiles: ideal (default) or a preset of topologies/"
+                             f"presets/link-presets.yaml ({', '.join(names)})")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _choose_link_backend(args)
     topology_file = paths.topology_path(args.topology)
@@ -338,7 +352,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"[{lab.run_id}] calling with {args.strategy} ({args.profile}) under "
               f"{policy.name}", file=sys.stderr)
         record = judged_call(lab, policy, args.strategy, results_dir / "calls" / "call-1",
-                             settings, profile=args.profile)
+                             settings, profile=args.profile, link_profile=args.link_profile)
         link_backend = lab.registry.state.link_backend
     write_results(results_dir, [record], {"run_id": record.run_id, "kind": "run",
                                           "topology": topology.name,
@@ -375,7 +389,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         out_dir = new_results_dir(paths.RESULTS, lab.run_id)
         conditions, summaries = reproduce(
             lab, policy, cells, args.calls, out_dir, media_s=args.seconds,
-            commit=source_commit(),
+            link_profile=args.link_profile, commit=source_commit(),
             progress=progress_printer(lab.run_id))
     print(render(conditions, summaries))
     print(f"figures: {out_dir / 'reproduce.json'}", file=sys.stderr)
@@ -584,6 +598,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", default="webrtc", choices=profiles(),
                      help="call profile (harness/calls): webrtc (default), signal-like, "
                           "whatsapp-like, telegram-like; app profiles take strategy direct")
+    _link_profile_option(run)
     run.set_defaults(handler=cmd_run)
     _demo_command(sub)
     again = sub.add_parser(
@@ -595,6 +610,7 @@ def _parser() -> argparse.ArgumentParser:
     again.add_argument("--cell", action="append", default=[], metavar="PROFILE:STRATEGY",
                        help="a cell to place (repeatable; default: the policy's direct cells)")
     again.add_argument("--seconds", type=float, default=8.0, help="media seconds (default 8)")
+    _link_profile_option(again)
     again.set_defaults(handler=cmd_reproduce)
     _report_command(sub)
     _link_commands(sub)

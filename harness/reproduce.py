@@ -24,6 +24,7 @@ from harness.calls import CallSettings, check_strategy
 from harness.measure.record import CallRecord
 from harness.session import judged_call
 from harness.spec.policy import Policy
+from harness.spec.presets import IDEAL_LINK
 from harness.testbed import Lab
 
 
@@ -117,6 +118,7 @@ class Conditions:
     topology: str
     calls_per_cell: int
     media_s: float
+    link_profile: str
     host: str
     cpus: int
     load_before: tuple[float, float, float]
@@ -126,10 +128,11 @@ class Conditions:
 
 
 def reproduce(lab: Lab, policy: Policy, cells: Sequence[Cell], calls: int, out_dir: Path,
-              media_s: float = 8.0, commit: str | None = None,
+              media_s: float = 8.0, link_profile: str = IDEAL_LINK, commit: str | None = None,
               progress: Callable[[str], None] | None = None
               ) -> tuple[Conditions, list[CellSummary]]:
-    """`calls` judged calls of every cell, one after another in `lab`."""
+    """`calls` judged calls of every cell, one after another in `lab`, each
+    on `link_profile` (the subscriber's access link, harness.link.profile)."""
     load_before = os.getloadavg()
     started = time.monotonic()
     settings = CallSettings(media_s=media_s, capture_pcap=False)
@@ -141,7 +144,7 @@ def reproduce(lab: Lab, policy: Policy, cells: Sequence[Cell], calls: int, out_d
         for index in range(calls):
             call_dir = out_dir / "calls" / f"{cell.profile}--{cell.strategy}--{index + 1:02d}"
             record = judged_call(lab, policy, cell.strategy, call_dir, settings,
-                                 profile=cell.profile)
+                                 profile=cell.profile, link_profile=link_profile)
             summary.add(record)
             if progress is not None:
                 progress(f"{cell} {index + 1}/{calls}: {record.outcome} ({record.verdict})"
@@ -150,6 +153,7 @@ def reproduce(lab: Lab, policy: Policy, cells: Sequence[Cell], calls: int, out_d
         summaries.append(summary)
     conditions = Conditions(
         policy=policy.name, topology=lab.topology.name, calls_per_cell=calls, media_s=media_s,
+        link_profile=link_profile,
         host=os.uname().nodename, cpus=os.cpu_count() or 0,
         load_before=tuple(round(x, 2) for x in load_before),  # type: ignore[arg-type]
         load_after=tuple(round(x, 2) for x in os.getloadavg()),  # type: ignore[arg-type]
@@ -162,7 +166,8 @@ def reproduce(lab: Lab, policy: Policy, cells: Sequence[Cell], calls: int, out_d
 
 def render(conditions: Conditions, summaries: Sequence[CellSummary]) -> str:
     head = (f"policy {conditions.policy} on {conditions.topology}: {conditions.calls_per_cell} "
-            f"calls per cell, {conditions.media_s:g} s media window; {conditions.cpus} CPUs, "
+            f"calls per cell, {conditions.media_s:g} s media window, link profile "
+            f"{conditions.link_profile}; {conditions.cpus} CPUs, "
             f"load {conditions.load_before[0]} before, {conditions.load_after[0]} after; "
             f"{conditions.wall_s:g} s")
     lines = [head, "", "cell | set up | MOS (median, min-max) | PESQ (median, min-max) | "

@@ -31,7 +31,10 @@ def leaks() -> list[str]:
         found += [f"lab state left: {p}" for p in RUNS_ROOT.glob("cw*")]
     after = RootSnapshot.take()
     before = SNAPSHOT["start"]
-    found += [f"process left: {p}" for p in after.mininet_shells]
+    # A lab that was running before the session (another run's, e.g. `make
+    # scenarios` beside the tests) is not this session's leak.
+    found += [f"process left: {p}" for p in after.mininet_shells
+              if p not in before.mininet_shells]
     for field in ("links", "ruleset", "qdiscs", "sysctls", "netns"):
         if getattr(after, field) != getattr(before, field):
             found.append(f"root namespace {field} changed:\n  before: {getattr(before, field)}"

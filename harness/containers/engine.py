@@ -50,6 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+from harness.logtail import log_tail
 from harness.procfs import process_start_ticks
 
 PRIVATE_ENV = "CALLWALL_PRIVATE_DOCKERD"
@@ -286,15 +287,9 @@ class PrivateDockerd:
             if process.poll() is not None or time.monotonic() > deadline:
                 self._stop(record)
                 raise EngineError(f"private dockerd did not come up; last lines of "
-                                  f"{self.log_file}:\n{self._log_tail()}")
+                                  f"{self.log_file}:\n{log_tail(self.log_file)}")
             time.sleep(0.2)
         return record
-
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
 
     def _stop(self, record: Record) -> None:
         """SIGTERM exactly the recorded process (same PID and start time), wait,

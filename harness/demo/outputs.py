@@ -154,7 +154,7 @@ def _phase_section(phase: PhaseView) -> list[str]:
         lines.append(f"- {'The running call' if name == 'call' else 'The new call'}: "
                      + _figures_text(figures))
     for check in phase.checks:
-        mark = "yes" if check.ok else "NO"
+        mark = ("yes, as the rare outcome" if check.rare else "yes") if check.ok else "NO"
         lines.append(f"- Expected of the {'running' if check.subject == 'call' else 'new'} "
                      f"call: {check.expected}. Observed: {check.observed}. As declared: {mark}.")
     lines.append("")

@@ -82,6 +82,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .phase h3 { margin:0; font-size:15px; }
 .phase .meta { color:var(--muted); font-size:13px; }
 .check.ok { color:var(--ok); } .check.bad { color:var(--bad); }
+.check.rare { color:var(--warn); }
 .error { color:var(--bad); font-weight:600; }
 audio { width:100%; margin-top:4px; }
 #events { max-height:220px; overflow:auto; font-size:13px; }
@@ -324,7 +325,7 @@ function renderPhases() {
         }
       }
       for (const c of p.checks)
-        card.append(el("div", {class: "check " + (c.ok ? "ok" : "bad")},
+        card.append(el("div", {class: "check " + (c.ok ? "ok" : "bad") + (c.rare ? " rare" : "")},
           `${c.ok ? "\\u2713" : "\\u2717"} ${c.subject}: expected ${c.expected}; ` +
           `observed ${c.observed}`));
     }

@@ -40,7 +40,7 @@ from harness.demo.view import (
 )
 from harness.spec.demo import MIN_PHASE_S, DemoScript, Phase
 from harness.spec.names import Role
-from harness.spec.policy import Policy
+from harness.spec.policy import Policy, RareOutcome
 from harness.testbed import Lab
 
 POLICY_TIMEOUT_S = 15.0
@@ -444,8 +444,26 @@ class DemoRunner:
             view.figures[name] = figures
             expect = plan.phase.expect.call if name == CALL_KEY else plan.phase.expect.attempt
             if expect is not None:
-                checks += check(name, expect, figures)
+                checks += check(name, expect, figures, self._rare_outcome(plan, run.strategy),
+                                self._counted(plan, view))
         view.checks = checks
+
+    def _rare_outcome(self, plan: PhasePlan, strategy: str) -> RareOutcome | None:
+        """The rare outcome the phase's policy declares for the call's cell."""
+        policy = self.policies.get(plan.policy)
+        expected = (policy.expectation(self.script.call.profile, strategy)
+                    if policy is not None else None)
+        return expected.rarely if expected is not None else None
+
+    def _counted(self, plan: PhasePlan, view: PhaseView) -> frozenset[str]:
+        """The rules that counted packets during the phase (the censor's
+        counters start at zero when a policy is loaded), by rule id (a
+        counter's comment is the id, or 'id: part')."""
+        assert view.start_t is not None and view.end_t is not None
+        return frozenset(rule.split(":", 1)[0] for snap in self.view.counters
+                         if snap.policy == plan.policy
+                         and view.start_t <= snap.t <= view.end_t + SCORE_DELAY_S
+                         for rule, packets in snap.rules.items() if packets > 0)
 
     def _advance_scores(self) -> None:
         """Start scoring the phases that are ready, finish those scored."""

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from harness.demo.view import CallFigures, Check, Row
 from harness.measure.emodel import estimate_call_quality
 from harness.spec.demo import CallExpect
+from harness.spec.policy import RareOutcome
 
 # Seconds at a phase's edges whose rows may straddle the change.
 EDGE_S = 1.5
@@ -112,8 +113,26 @@ def call_figures(to_callee: Sequence[Row], to_caller: Sequence[Row], start_t: fl
         failure=failure[1] if failed_inside and failure else None, note="; ".join(notes))
 
 
-def check(subject: str, expect: CallExpect, figures: CallFigures) -> list[Check]:
-    """The script's expectation for one call against its phase figures."""
+def check(subject: str, expect: CallExpect, figures: CallFigures,
+          rare: RareOutcome | None = None, counted: frozenset[str] = frozenset()
+          ) -> list[Check]:
+    """The script's expectation for one call against its phase figures.
+
+    `rare`: the rare outcome the phase's policy declares for this call's cell
+    (its expectation's `rarely:`), and `counted` the censor rules that counted
+    packets during the phase. A call expected to carry media that instead
+    failed as that rare outcome does (no media at all, a failure kind it
+    accepts, one of its deciding rules counted) passes as that outcome,
+    marked rare, and its MOS is not bounded: the policy's own mechanism gives
+    it to the stated share of calls."""
+    if (rare is not None and rare.outcome == "fails" and expect.media is True
+            and figures.media is False and _failure_kind(figures) in rare.accepts
+            and counted & set(rare.decided_by)):
+        rules = ", ".join(sorted(counted & set(rare.decided_by)))
+        return [Check(subject, f"{expect.describe()} (or, in about {rare.share_pct:g} % of "
+                      "calls, no media)",
+                      f"no media; failed: {figures.failure}; {rules} counted: the rare "
+                      f"outcome the policy declares ({rare.why})", True, rare=True)]
     checks = []
     if expect.media is not None:
         observed = {True: "media both ways throughout", False: "no media either way",
@@ -131,6 +150,13 @@ def check(subject: str, expect: CallExpect, figures: CallFigures) -> list[Check]
         ok = figures.mos is not None and figures.mos < expect.max_mos
         checks.append(Check(subject, f"MOS < {expect.max_mos:g}", shown, ok))
     return checks
+
+
+def _failure_kind(figures: CallFigures) -> str | None:
+    """The failure kind of "caller: relay-unreachable (allocate)"."""
+    if not figures.failure:
+        return None
+    return figures.failure.split(": ", 1)[-1].split(" (", 1)[0]
 
 
 def _max(*values: float | None) -> float | None:

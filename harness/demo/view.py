@@ -38,6 +38,8 @@ class Check:
     expected: str
     observed: str
     ok: bool
+    # Passed as the rare outcome the phase's policy declares for the cell.
+    rare: bool = False
 
 
 @dataclass

@@ -54,6 +54,13 @@ class PeerTimeline:
                        killed_s=later(self.killed_s))
 
 
+# The receiver's time-scaling counters (W3C webrtc-stats, RTCInboundRtpStreamStats)
+# count samples at the decoder's output rate: 48 kHz for Opus in Chromium (a
+# 6.1 s window reported 292,800 totalSamplesReceived).
+TIME_SCALING_COUNTERS = ("removedSamplesForAcceleration", "insertedSamplesForDeceleration")
+PLAYOUT_SAMPLE_RATE_HZ = 48_000
+
+
 @dataclass(frozen=True)
 class PeerReport:
     """One side's result. Times are seconds from the start of its call attempt;
@@ -143,6 +150,21 @@ class PeerReport:
         """A side that reported nothing: the harness says why."""
         return cls(role=role, wrote_result=False, error=error, failure_stage="process",
                    detail=detail or None, strategy=strategy, failed_at_s=failed_at_s)
+
+    @property
+    def time_scaled_ms(self) -> float | None:
+        """Audio the receiver's jitter buffer stretched or compressed in time
+        (WebRTC's removedSamplesForAcceleration plus
+        insertedSamplesForDeceleration, from the ``playout`` counters a
+        browser side reports), in ms at PLAYOUT_SAMPLE_RATE_HZ; None for a
+        client that reports no such counters."""
+        playout = self.extra.get("playout")
+        if not isinstance(playout, Mapping):
+            return None
+        samples = [playout.get(name) for name in TIME_SCALING_COUNTERS]
+        if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in samples):
+            return None
+        return 1000.0 * sum(samples) / PLAYOUT_SAMPLE_RATE_HZ  # type: ignore[arg-type]
 
     def frames_expected(self, window_s: float) -> int | None:
         """How many audio frames a full window of `window_s` carries at this

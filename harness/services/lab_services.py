@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.logtail import log_tail
 from harness.netns.directory import RESOLVER, ResolverFiles, ServiceDirectory
 from harness.netns.host import LabHost
 from harness.netns.network import LabNetwork
@@ -267,6 +268,5 @@ def _log_tail(logs: Sequence[Path], lines: int = 8) -> str:
     text = []
     for log in logs:
         if log.is_file():
-            tail = log.read_text(errors="replace").splitlines()[-lines:]
-            text += [f"\n  {log.name}: {line}" for line in tail]
+            text += [f"\n  {log.name}: {line}" for line in log_tail(log, lines).splitlines()]
     return "".join(text)

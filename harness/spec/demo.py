@@ -19,17 +19,16 @@ it beside, but declares nothing on it.
 from __future__ import annotations
 
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import paths
 from harness.spec.names import PROFILES, unplaceable
 from harness.spec.schema import (
-    MAX_SPEC_BYTES,
     Located,
     SpecError,
     check_name,
+    has_top_level_key,
     load_yaml_node,
     locate,
     parse_dataclass,
@@ -191,16 +190,7 @@ def all_demos() -> list[Path]:
 def is_demo_file(path: Path) -> bool:
     """Whether `callwall validate` should read `path` as a demo script: it is
     in a demos/ folder, or it has a top-level `phases:` key."""
-    if path.parent.name == "demos":
-        return True
-    try:  # only a regular file, and no more of it than a spec may hold
-        if not stat.S_ISREG(path.stat().st_mode):
-            return False
-        with path.open("rb") as handle:
-            head = handle.read(MAX_SPEC_BYTES)
-    except (OSError, ValueError):
-        return False
-    return any(line.startswith(b"phases:") for line in head.splitlines())
+    return path.parent.name == "demos" or has_top_level_key(path, "phases")
 
 
 def load_demo(path: Path) -> DemoScript:

@@ -27,6 +27,7 @@ from harness.spec.presets import IDEAL_LINK, link_profile_names
 from harness.spec.schema import (
     Located,
     check_name,
+    has_top_level_key,
     load_yaml_node,
     locate,
     parse_dataclass,
@@ -73,6 +74,12 @@ def cell_slug(policy: str, profile: str, strategy: str, link_profile: str = IDEA
 
 
 PolicyLoader = Callable[[str], Policy]
+
+
+def is_matrix_file(path: Path) -> bool:
+    """Whether `callwall validate` should read `path` as a scenario matrix: it
+    has a top-level `groups:` key (policies, topologies and demos have none)."""
+    return has_top_level_key(path, "groups")
 
 
 def load_matrix(path: Path) -> tuple[Matrix, Located]:

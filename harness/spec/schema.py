@@ -106,6 +106,20 @@ def check_name(value: str) -> None:
         )
 
 
+def has_top_level_key(path: Path, key: str) -> bool:
+    """Whether the regular file `path` has a line starting `key:` in its first
+    MAX_SPEC_BYTES (how `callwall validate` tells a spec's kind apart)."""
+    try:  # only a regular file, and no more of it than a spec may hold
+        if not stat.S_ISREG(path.stat().st_mode):
+            return False
+        with path.open("rb") as handle:
+            head = handle.read(MAX_SPEC_BYTES)
+    except (OSError, ValueError):
+        return False
+    prefix = key.encode() + b":"
+    return any(line.startswith(prefix) for line in head.splitlines())
+
+
 def load_yaml_node(path: Path) -> Located:
     """Read and compose one YAML file, refusing special files, oversized files and
     text that is not UTF-8; `compose_text` refuses the rest."""

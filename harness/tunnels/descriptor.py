@@ -23,6 +23,7 @@ import secrets
 import uuid
 from pathlib import Path
 
+from harness.logtail import log_tail
 from harness.netns.endpoint import Endpoint
 from harness.netns.host import LabHost
 from harness.netns.process import wait_listening
@@ -36,7 +37,7 @@ from harness.spec.descriptor import (
 )
 from harness.testbed import Lab
 from harness.tunnels.base import TunnelError, TunnelledEndpoints
-from harness.tunnels.plumbing import Plumbing, Started, log_tail
+from harness.tunnels.plumbing import Plumbing, Started
 
 LOCAL_IP = "127.0.0.1"
 STOP_TIMEOUT_S = 10.0

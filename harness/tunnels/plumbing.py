@@ -15,23 +15,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.logtail import log_tail
 from harness.netns.host import HostCommandError, LabHost
 from harness.testbed import Lab
 from harness.tunnels.base import TunnelError
 
-LOG_TAIL_LINES = 15
 POLL_S = 0.05
 NFT_TABLE_PREFIX = "cwtun_"
 IFF_UP = 0x1
-
-
-def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = log.read_text(errors="replace")
-    except OSError:
-        return f"(no log at {log})"
-    tail = text.strip().splitlines()[-lines:]
-    return "\n".join(tail) if tail else f"({log} is empty)"
 
 
 @dataclass

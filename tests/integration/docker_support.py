@@ -138,13 +138,20 @@ def endpoint_containers_running(seen: Seen) -> bool:
     return sum(1 for c in seen.containers if c.what.endswith("endpoint") and c.pid) == 2
 
 
-def assert_nothing_left(docker: Docker, seen: Seen, links_before: set[str]) -> None:
-    """No state, no recorded process, no recorded container, no new root link;
-    the lab's namespaces (and so its veths) went with their holders."""
+def assert_no_process_left(seen: Seen, links_before: set[str]) -> None:
+    """No state, no recorded process (each by PID and start time), no new root
+    link: the lab's namespaces (and so its veths) went with their holders."""
     assert seen.run_id and seen.processes, "the test never saw what the run owned"
     assert not (RUNS_ROOT / seen.run_id).exists(), f"state of {seen.run_id} is still there"
     alive = [p for p in seen.processes if process_start_ticks(p.pid) == p.start_ticks]
     assert alive == [], f"still running: {alive}"
+    assert root_links() == links_before
+
+
+def assert_nothing_left(docker: Docker, seen: Seen, links_before: set[str]) -> None:
+    """As assert_no_process_left, and no recorded or labelled container, and no
+    container's namespace holder."""
+    assert_no_process_left(seen, links_before)
     left = [c.name for c in seen.containers if docker.exists(c)]
     assert left == [], f"containers left: {left}"
     labelled = docker.client.containers.list(all=True, filters={

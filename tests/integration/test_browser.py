@@ -19,6 +19,7 @@ from harness.calls import CallSettings
 from harness.calls.browser import missing_chromium
 from harness.faults import Fault
 from harness.measure.record import CallRecord
+from harness.measure.verdict import PESQ_FLOOR
 from harness.netns.registry import Registry
 from harness.session import judged_call
 from harness.spec.policy import load_policy
@@ -133,6 +134,11 @@ def test_chromium_calls_chromium_under_baseline(lab: Lab, run_files: Path) -> No
     assert record.mos is not None and record.mos >= 4.0, record.directions
     assert record.pesq is not None and record.pesq["status"] == "ok", record.pesq
     assert isinstance(record.pesq["mos_lqo"], float)
+    # The baseline expectation (connects, MOS >= 4): a PESQ under its floor
+    # passes only with the callee's time-scaling named in the reasons.
+    assert record.verdict == "pass", record.judgement
+    if record.pesq["mos_lqo"] < PESQ_FLOOR:
+        assert any("time-scaled" in r for r in record.judgement["reasons"]), record.judgement
     for role in ("caller", "callee"):
         side = _assert_browser_side(call_dir, role)
         assert side["recorded_s"] is not None and side["recorded_s"] > 5.0

@@ -76,13 +76,20 @@ def test_ctrl_c_while_the_lab_is_built_leaves_nothing(docker: Docker, tmp_path: 
     assert_nothing_left(docker, run.seen, links)
 
 
-def test_ctrl_c_mid_call_removes_host_and_endpoint_containers(docker: Docker,
-                                                              tmp_path: Path) -> None:
-    links = root_links()
+def _baresip_call_in_a_container_lab(tmp_path: Path) -> Run:
+    """`callwall run` of a baresip call in the container-callee lab, once both
+    endpoint containers are running."""
     run = Run("-t", str(container_topology(tmp_path)), "-p", "baseline", "--profile",
               "baresip", "-s", "direct", "--seconds", "20")
     run.wait_for_run_id()
     run.wait_until(endpoint_containers_running, "endpoint containers", timeout_s=400)
+    return run
+
+
+def test_ctrl_c_mid_call_removes_host_and_endpoint_containers(docker: Docker,
+                                                              tmp_path: Path) -> None:
+    links = root_links()
+    run = _baresip_call_in_a_container_lab(tmp_path)
     run.wait_until(lambda s: any(p.what.endswith("endpoint program") for p in s.processes),
                    "the endpoint programs")
     assert {c.what for c in run.seen.containers} == {"host", "caller endpoint",
@@ -96,10 +103,7 @@ def test_ctrl_c_mid_call_removes_host_and_endpoint_containers(docker: Docker,
 def test_sigkill_then_clean_removes_exactly_what_was_recorded(docker: Docker,
                                                               tmp_path: Path) -> None:
     links = root_links()
-    run = Run("-t", str(container_topology(tmp_path)), "-p", "baseline", "--profile",
-              "baresip", "-s", "direct", "--seconds", "20")
-    run.wait_for_run_id()
-    run.wait_until(endpoint_containers_running, "endpoint containers", timeout_s=400)
+    run = _baresip_call_in_a_container_lab(tmp_path)
     kill_now(run)
     run.seen.read()
     assert (RUNS_ROOT / run.seen.run_id).exists(), "SIGKILL cannot clean up: state remains"

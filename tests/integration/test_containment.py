@@ -12,6 +12,7 @@ from harness.calls import CallSettings
 from harness.session import judged_call
 from harness.spec.policy import load_policy
 from harness.testbed import Lab
+from harness.testing.diagnosis import why_not_connected
 
 LAB_RANGES = "net 198.18.0.0/15 or net 100.64.0.0/10 or net 192.0.2.0/24"
 
@@ -38,7 +39,7 @@ def test_lab_traffic_never_appears_in_the_root_namespace(run_files: Path) -> Non
         censor = _capture(lab.host_with_role("censor").argv([]), run_files / "censor.pcap")
         record = judged_call(lab, load_policy(paths.policy_path("baseline")), "turn-udp",
                              run_files / "call", CallSettings(media_s=3))
-        assert record.connected
+        assert record.connected, why_not_connected(record, run_files / "call")
         in_censor = _packets(censor, run_files / "censor.pcap")
         in_root = _packets(root, run_files / "root.pcap")
     assert in_censor > 100, "the capture filter must see the call where it does flow"

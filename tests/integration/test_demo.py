@@ -183,7 +183,13 @@ def test_the_default_demo_shows_each_phase_as_declared(root_snapshot: RootSnapsh
         assert phase["checks"] and all(c["ok"] for c in phase["checks"]), phase["checks"]
         assert phase["change_error"] is None
     assert phases["baseline"]["figures"]["call"]["mos"] >= 4.0
-    assert phases["restriction"]["figures"]["attempt"]["mos"] < 3.0
+    restriction = phases["restriction"]
+    if any(c["rare"] for c in restriction["checks"]):
+        # The policy's declared rare outcome (about 1.8 % of new calls find no
+        # port), judged by its own rule and failure kind in the checks above.
+        assert restriction["figures"]["attempt"]["media"] is False
+    else:
+        assert restriction["figures"]["attempt"]["mos"] < 3.0
     dpi = phases["dpi-flow-start"]["figures"]
     assert dpi["attempt"]["media"] is False and dpi["call"]["media"] is True
     assert phases["vpn"]["figures"]["attempt"]["mos"] >= 4.0

@@ -1,10 +1,14 @@
 """Endpoint descriptors for real: the shipped baresip client (a container
 image built here from Debian packages) and the shipped v2ray-vmess tunnel
 each place a judged call under baseline in the default lab, and each leaves
-nothing of itself behind (containers, processes, tunnel files)."""
+nothing of itself behind (containers, processes, tunnel files), after a
+normal end, Ctrl-C in the middle of the call, or SIGKILL followed by
+`callwall clean`."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -17,7 +21,15 @@ from harness.spec.descriptor import descriptor
 from harness.testbed import Lab
 from harness.testing.labs import CallPlacer
 from harness.tunnels import missing_tools
-from tests.integration.docker_support import docker
+from tests.integration.docker_support import (
+    CALLWALL,
+    Run,
+    Seen,
+    assert_no_process_left,
+    docker,
+    kill_now,
+    root_links,
+)
 
 __all__ = ["docker"]
 
@@ -95,3 +107,42 @@ def test_a_descriptor_program_that_writes_no_result_is_an_error(
     for peer in (output.caller, output.callee):
         assert not peer.wrote_result and peer.error == "peer-crashed"
         assert "wrote no" in (peer.detail or "")
+
+
+def _tunnel_mid_call(seen: Seen) -> bool:
+    """Both ends of the descriptor's tunnel and the caller's peer are running."""
+    alive = [p.what for p in seen.processes if p.alive()]
+    return (sum(1 for what in alive if what.startswith("tunnel ")) >= 2
+            and "caller peer" in alive)
+
+
+def _tunnel_run() -> Run:
+    missing = missing_tools("v2ray-vmess")
+    if missing:
+        pytest.skip(f"missing {', '.join(missing)}")
+    run = Run("-p", "baseline", "-s", "v2ray-vmess", "--seconds", "20", "--no-pcap")
+    run.wait_for_run_id()
+    run.wait_until(_tunnel_mid_call, "the tunnel's two ends and the caller's peer")
+    return run
+
+
+def test_ctrl_c_in_a_descriptor_tunnels_call_leaves_nothing() -> None:
+    links = root_links()
+    run = _tunnel_run()
+    run.signal(signal.SIGINT)
+    out = run.finish()
+    assert run.proc.returncode == 130, out
+    assert_no_process_left(run.seen, links)
+
+
+def test_sigkill_in_a_descriptor_tunnels_call_then_clean_leaves_nothing() -> None:
+    links = root_links()
+    run = _tunnel_run()
+    kill_now(run)
+    run.seen.read()
+    tunnel = [p for p in run.seen.processes if p.what.startswith("tunnel ") and p.alive()]
+    assert tunnel, "SIGKILL cannot stop the tunnel's programs: they must still run here"
+    clean = subprocess.run([*CALLWALL, "clean"], capture_output=True, text=True, timeout=180)
+    assert clean.returncode == 0, clean.stderr
+    assert f"removed stale lab {run.seen.run_id}" in clean.stderr
+    assert_no_process_left(run.seen, links)

@@ -161,3 +161,40 @@ def test_exec_splits_our_lab_from_the_program(argv: list[str], lab: str | None,
     args = _parser().parse_args(argv)
     assert args.host == "caller"
     assert exec_command(args) == (lab, command)
+
+
+# ---------------------------------------------------------------- --link-profile
+
+@pytest.mark.parametrize("verb", (["run"], ["reproduce", "ru-2025-08-calls"]))
+def test_run_and_reproduce_take_a_link_profile_as_the_matrix_names_it(verb: list[str]) -> None:
+    assert _parser().parse_args(verb).link_profile == "ideal"
+    args = _parser().parse_args([*verb, "--link-profile", "ru-mobile-lte"])
+    assert args.link_profile == "ru-mobile-lte"
+
+
+def test_an_unknown_link_profile_is_refused_with_the_known_ones(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        _parser().parse_args(["run", "--link-profile", "5g-dream"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: '5g-dream'" in err and "'ru-mobile-lte'" in err
+
+
+# ---------------------------------------------------------------- validate: matrices
+
+def test_validate_reads_a_matrix_as_a_matrix(capsys: pytest.CaptureFixture[str]) -> None:
+    quick = paths.HOME / "scenarios" / "quick.yaml"
+    assert main(["validate", str(quick)]) == 0
+    assert capsys.readouterr().out.strip() == f"{quick}: ok"
+
+
+def test_validate_names_a_matrix_call_no_policy_expects(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    matrix = tmp_path / "mine.yaml"
+    matrix.write_text("name: mine\ndescription: one call\ntopology: ru-to-abroad\ngroups:\n"
+                      "  - description: a strategy baseline does not expect of baresip\n"
+                      "    policies: [baseline]\n    calls:\n      baresip: [turn-tls-443]\n")
+    assert main(["validate", str(matrix)]) == 2
+    err = capsys.readouterr().err
+    assert f"{matrix}:" in err and "turn-tls-443" in err, err

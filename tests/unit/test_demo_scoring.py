@@ -11,6 +11,7 @@ import pytest
 from harness.demo.live import CallWatch, SideEvents
 from harness.demo.scoring import call_figures, check, direction_over
 from harness.spec.demo import CallExpect
+from harness.spec.policy import RareOutcome
 
 FRAME_MS = 60.0
 PER_S = 17  # 60 ms frames: about 16.7 a second
@@ -72,6 +73,38 @@ def test_no_rows_at_all_is_no_media() -> None:
     assert media.ok
     [bound] = check("attempt", CallExpect(min_mos=4.0), figures)
     assert not bound.ok and bound.observed == "no MOS (no media)"
+
+
+RARE = RareOutcome("fails", share_pct=1.8, decided_by=["whatsapp-dialect"],
+                   accepts=["relay-unreachable"], why="0.75^14 = 1.8 % find no port")
+NO_PORT = (8.2, "caller: relay-unreachable (allocate)")
+BROKEN = CallExpect(media=True, max_mos=3.0)
+
+
+def test_a_new_call_with_no_port_passes_as_the_policys_rare_outcome() -> None:
+    figures = _figures([], [], whole=False, failure=NO_PORT)
+    [only] = check("attempt", BROKEN, figures, RARE, frozenset({"whatsapp-dialect", "x"}))
+    assert only.ok and only.rare
+    assert "1.8 %" in only.expected and "whatsapp-dialect counted" in only.observed
+    assert "relay-unreachable" in only.observed
+
+
+def test_the_rare_outcome_needs_its_rule_counted_and_its_failure_kind() -> None:
+    figures = _figures([], [], whole=False, failure=NO_PORT)
+    uncounted = check("attempt", BROKEN, figures, RARE, frozenset({"other-rule"}))
+    assert [c.ok for c in uncounted] == [False, False] and not any(c.rare for c in uncounted)
+    other = _figures([], [], whole=False, failure=(3.0, "caller: setup-timeout (ice)"))
+    wrong_kind = check("attempt", BROKEN, other, RARE, frozenset({"whatsapp-dialect"}))
+    assert not any(c.ok for c in wrong_kind)
+
+
+def test_a_call_that_carried_media_is_never_the_rare_outcome() -> None:
+    rows = _rows(range(1, 21))
+    checks = check("attempt", BROKEN, _figures(rows, rows), RARE,
+                   frozenset({"whatsapp-dialect"}))
+    assert not any(c.rare for c in checks)
+    [media, bound] = checks
+    assert media.ok and not bound.ok  # clean: the MOS bound is what fails
 
 
 def test_an_established_call_must_cover_its_phase() -> None:

@@ -3,6 +3,7 @@ an outcome for every way a call can end; a verdict that needs its cause."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -199,6 +200,48 @@ def test_pesq_under_its_floor_is_degraded() -> None:
     rec = record(pesq_mos=PESQ_FLOOR - 0.5)
     assert rec.outcome == "degraded" and rec.verdict == "fail"
     assert record(pesq_mos=PESQ_FLOOR + 0.5).outcome == "connects"
+
+
+def _playout(removed: int, inserted: int) -> MappingProxyType[str, Any]:
+    return MappingProxyType({"playout": {"removedSamplesForAcceleration": removed,
+                                         "insertedSamplesForDeceleration": inserted,
+                                         "concealedSamples": 0}})
+
+
+def test_pesq_does_not_decide_for_a_callee_that_time_scaled_its_playout() -> None:
+    # 3,466 + 360 samples at 48 kHz: 80 ms stretched or compressed.
+    callee = peer("callee", extra=_playout(3466, 360))
+    assert callee.time_scaled_ms is not None and round(callee.time_scaled_ms) == 80
+    rec = record(callee=callee, pesq_mos=PESQ_FLOOR - 0.2)
+    assert rec.outcome == "connects" and rec.verdict == "pass"
+    note = [r for r in rec.judgement["reasons"] if "not judged" in r]
+    assert note and "80 ms" in note[0], rec.judgement["reasons"]
+
+
+def test_pesq_still_decides_under_one_frame_of_time_scaling() -> None:
+    callee = peer("callee", extra=_playout(400, 300))  # 14.6 ms: under one frame
+    rec = record(callee=callee, pesq_mos=PESQ_FLOOR - 0.2)
+    assert rec.outcome == "degraded" and rec.verdict == "fail"
+
+
+def test_the_callers_time_scaling_does_not_excuse_the_callees_pesq() -> None:
+    rec = record(caller=peer("caller", extra=_playout(5000, 0)), pesq_mos=PESQ_FLOOR - 0.2)
+    assert rec.outcome == "degraded"
+
+
+def test_time_scaling_with_too_much_loss_is_still_degraded_by_the_e_model() -> None:
+    callee = peer("callee", loss=30.0, extra=_playout(3466, 360))
+    rec = record(peer("caller", loss=30.0), callee, pesq_mos=1.5)
+    assert rec.outcome == "degraded"
+    assert any(r.startswith("E-model MOS") for r in rec.judgement["reasons"])
+    assert any("not judged" in r for r in rec.judgement["reasons"])
+
+
+def test_a_client_without_playout_counters_has_no_time_scaling() -> None:
+    assert peer("callee").time_scaled_ms is None
+    bad = peer("callee", extra=MappingProxyType({"playout": {
+        "removedSamplesForAcceleration": "many", "insertedSamplesForDeceleration": 1}}))
+    assert bad.time_scaled_ms is None
 
 
 def test_a_window_cut_short_without_a_failure_cannot_be_judged() -> None:

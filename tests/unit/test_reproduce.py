@@ -64,11 +64,12 @@ def test_the_rendered_table_states_its_conditions() -> None:
     summary = CellSummary(Cell("whatsapp-like", "direct"))
     summary.add(judged(True))
     conditions = Conditions(policy="p", topology="t", calls_per_cell=1, media_s=8.0,
-                            host="vm", cpus=2, load_before=(0.3, 0.2, 0.1),
+                            link_profile="lte", host="vm", cpus=2, load_before=(0.3, 0.2, 0.1),
                             load_after=(0.9, 0.4, 0.2), wall_s=21.0, commit="abc")
     text = render(conditions, [summary])
-    assert text.splitlines()[0] == ("policy p on t: 1 calls per cell, 8 s media window; "
-                                    "2 CPUs, load 0.3 before, 0.9 after; 21 s")
+    assert text.splitlines()[0] == ("policy p on t: 1 calls per cell, 8 s media window, "
+                                    "link profile lte; 2 CPUs, load 0.3 before, 0.9 after; "
+                                    "21 s")
     assert "whatsapp-like direct | 1/1 set up" in text
 
 
