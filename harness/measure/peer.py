@@ -161,10 +161,10 @@ class PeerReport:
         playout = self.extra.get("playout")
         if not isinstance(playout, Mapping):
             return None
-        samples = [playout.get(name) for name in TIME_SCALING_COUNTERS]
-        if not all(isinstance(n, int | float) and not isinstance(n, bool) for n in samples):
+        samples = [_number(playout.get(name)) for name in TIME_SCALING_COUNTERS]
+        if any(n is None for n in samples):
             return None
-        return 1000.0 * sum(samples) / PLAYOUT_SAMPLE_RATE_HZ  # type: ignore[arg-type]
+        return 1000.0 * sum(n for n in samples if n is not None) / PLAYOUT_SAMPLE_RATE_HZ
 
     def frames_expected(self, window_s: float) -> int | None:
         """How many audio frames a full window of `window_s` carries at this

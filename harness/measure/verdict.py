@@ -319,7 +319,7 @@ def _quality_outcome(evidence: CallEvidence, quality: Quality) -> tuple[str, lis
                        + _shares(few))
     notes = []
     if evidence.pesq_mos is not None and evidence.pesq_mos < PESQ_FLOOR:
-        scaled_ms = evidence.peers()[1].time_scaled_ms
+        scaled_ms = evidence.callee.time_scaled_ms
         if scaled_ms is not None and scaled_ms >= TIME_SCALED_MIN_MS:
             notes.append(f"PESQ {evidence.pesq_mos:.2f} < {PESQ_FLOOR} not judged: the "
                          f"callee's jitter buffer time-scaled {scaled_ms:.0f} ms of the audio, "

@@ -1,6 +1,6 @@
 """What a test prints when a call it needed did not connect: the record's
-failure kind, error and deciding rules, and the tail of each side's log, so a
-failure on a CI runner can be explained without its files."""
+verdict, outcome, failure kind and error, and the tail of each side's log, so
+a failure on a CI runner can be explained without its files."""
 
 from __future__ import annotations
 
