@@ -47,6 +47,7 @@ def direction_over(rows: Sequence[Row], start_t: float, end_t: float) -> Directi
     second before t; one that lies mostly before the phase is left out)."""
     first, last = start_t + 1.0 - ROW_SLACK_S, end_t + ROW_SLACK_S
     inside = [r for r in rows if first <= float(r["t"]) <= last]
+    sending = _sending_span(inside)
     received = expected = silent = 0
     jitters, bitrates = [], []
     for index, row in enumerate(inside):
@@ -56,7 +57,7 @@ def direction_over(rows: Sequence[Row], start_t: float, end_t: float) -> Directi
         received += got
         expected += got + lost if got > 0 else max(lost, sent)
         edge = index == 0 or float(row["t"]) > end_t - EDGE_S + 1.0
-        if got == 0 and not edge:
+        if got == 0 and not edge and sending[0] <= index <= sending[1]:
             silent += 1
         if got > 0 and isinstance(row.get("jitter_ms"), int | float):
             jitters.append(float(row["jitter_ms"]))
@@ -66,6 +67,20 @@ def direction_over(rows: Sequence[Row], start_t: float, end_t: float) -> Directi
                      jitter_ms=round(sum(jitters) / len(jitters), 2) if jitters else None,
                      bitrate_kbps=round(sum(bitrates) / len(bitrates), 1) if bitrates else None,
                      seconds=len(inside), silent_seconds=silent)
+
+
+def _sending_span(rows: Sequence[Row]) -> tuple[int, int]:
+    """The first and last of `rows` inside the sender's media window: a row
+    in which something arrived, or the sender sent (or did not say). Before
+    it and after it are seconds in which the sender had not begun or had
+    already stopped (each side's window starts at its own first frame, and a
+    side that heard the other first also stops first): nothing was sent to be
+    missed, so they are not silent seconds. A second within the span in which
+    the sender sent nothing still is one."""
+    active = [i for i, row in enumerate(rows)
+              if int(row.get("received") or 0) > 0 or row.get("sent") is None
+              or int(row["sent"]) > 0]
+    return (active[0], active[-1]) if active else (0, -1)
 
 
 def mos_of(direction: Direction, rtt_ms: float | None, frame_ms: float) -> float | None:

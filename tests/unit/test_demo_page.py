@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import struct
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -144,6 +146,23 @@ def test_the_server_serves_the_page_state_events_and_audio(tmp_path: Path) -> No
             live.publish()
             second = stream.readline()
             assert json.loads(second.removeprefix(b"data: "))["message"] == "next"
+
+
+def test_a_viewer_that_hangs_up_mid_response_is_no_error(tmp_path: Path,
+                                                         capfd: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    live = LiveView(_view("Served"))
+    (tmp_path / "phase-1-baseline-call.wav").write_bytes(b"RIFF" + bytes(32 << 20))
+    with LiveServer(live, tmp_path) as server:
+        host, port = server.url.removeprefix("http://").rstrip("/").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as viewer:
+            viewer.sendall(b"GET /audio/phase-1-baseline-call.wav HTTP/1.1\r\n"
+                           b"Host: x\r\n\r\n")
+            assert viewer.recv(64).startswith(b"HTTP/1.1 200")
+            # Close with a reset while the server is still writing 32 MB.
+            viewer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        assert _get(server.url + "state")[0] == 200  # and it still serves
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_waiting_readers_wake_on_close() -> None:

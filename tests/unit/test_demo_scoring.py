@@ -65,6 +65,29 @@ def test_a_silent_second_counts_what_was_sent_as_lost_and_breaks_media() -> None
     assert not media.ok and media.observed == "partial media"
 
 
+def test_seconds_after_the_sender_stopped_are_not_silent() -> None:
+    # The side that heard the other first ends its window first: the later
+    # side's last rows, in which the sender sent nothing, are not gaps.
+    rows = _rows(range(1, 21))
+    tail = rows[:15] + _rows(range(16, 19), received=0, sent=0)
+    down = direction_over(tail, 0.0, 22.0)
+    assert down.silent_seconds == 0 and down.expected == down.received == 15 * PER_S
+    assert _figures(tail, rows, end=22.0, whole=False).media is True
+
+
+def test_seconds_before_the_sender_began_are_not_silent() -> None:
+    head = _rows(range(1, 4), received=0, sent=0) + _rows(range(4, 21))
+    assert direction_over(head, 0.0, 20.0).silent_seconds == 0
+
+
+def test_a_second_in_which_the_sender_sent_nothing_mid_call_is_still_silent() -> None:
+    rows = _rows(range(1, 21))
+    stalled = [dict(r, received=0, sent=0) if r["t"] == 10.0 else r for r in rows]
+    assert direction_over(stalled, 0.0, 20.0).silent_seconds == 1
+    unknown = [dict(r, received=0, sent=None) if r["t"] >= 17.0 else r for r in rows]
+    assert direction_over(unknown, 0.0, 22.0).silent_seconds == 4
+
+
 def test_no_rows_at_all_is_no_media() -> None:
     figures = _figures([], [], whole=False, failure=(8.2, "caller: relay-unreachable (allocate)"))
     assert figures.media is False and figures.mos is None
